@@ -1,0 +1,91 @@
+// swift-tools-version:6.0
+//
+// PipelineStorage: producers append to a durable local spool; `spool-drain` delivers it to S3 exactly once.
+// Dependency arrows point one way: executables → PipelineStorage → Spool → Hashing → C targets.
+// `PipelineStorage` never imports a networking module: the writer cannot touch the network by construction.
+import PackageDescription
+
+let package = Package(
+    name: "PipelineStorage",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "PipelineStorage", targets: ["PipelineStorage"]),
+        .library(name: "Spool", targets: ["Spool"]),
+        .executable(name: "spool-put", targets: ["spool-put"]),
+        .executable(name: "spool-inspect", targets: ["spool-inspect"]),
+        .executable(name: "spool-bench", targets: ["spool-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries: a module map and a shim header each, nothing else.
+        .systemLibrary(
+            name: "CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]),
+        .systemLibrary(
+            name: "CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"]), .brew(["curl"])]),
+        .systemLibrary(
+            name: "COpenSSL", pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]),
+        // CRC32C with the SSE4.2 instruction where the CPU has it: a checksum S3 verifies, computed at disk speed.
+        .target(name: "CCRC32C"),
+
+        // Digests and checksums behind a small Swift surface; the only importer of COpenSSL.
+        .target(name: "Hashing", dependencies: ["COpenSSL", "CCRC32C"]),
+
+        // The durable spool: SQLite index, payload files, states, claims, audit. No networking.
+        .target(
+            name: "Spool",
+            dependencies: ["CSQLite", "Hashing"],
+            plugins: ["EmbedSchemaPlugin"]),
+
+        // The public writer API.
+        .target(name: "PipelineStorage", dependencies: ["Spool"]),
+
+        // Shared by the command-line tools: tables, units, JSON output, common options.
+        .target(
+            name: "CommandLineSupport",
+            dependencies: ["Spool", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        .executableTarget(
+            name: "spool-put",
+            dependencies: [
+                "PipelineStorage", "CommandLineSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "spool-inspect",
+            dependencies: [
+                "Spool", "CommandLineSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "spool-bench",
+            dependencies: [
+                "PipelineStorage", "CommandLineSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        // A producer process for crash, concurrency and chaos tests: writes bundles and reports each durable write.
+        .executableTarget(
+            name: "spool-load",
+            dependencies: [
+                "PipelineStorage", "CommandLineSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        // Build-time: embeds schema/*.sql into the Spool module so the migrations ship inside the binary.
+        .executableTarget(name: "embed-schema", path: "Sources/embed-schema"),
+        .plugin(
+            name: "EmbedSchemaPlugin", capability: .buildTool(), dependencies: ["embed-schema"],
+            path: "Sources/EmbedSchemaPlugin"),
+
+        .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
+        .testTarget(name: "SpoolTests", dependencies: ["Spool", "Hashing", "CSQLite"]),
+        .testTarget(name: "PipelineStorageTests", dependencies: ["PipelineStorage", "Spool", "Hashing"]),
+        .testTarget(
+            name: "CommandLineTests",
+            dependencies: ["Spool", "Hashing", "spool-put", "spool-inspect", "spool-bench", "spool-load"]),
+    ]
+)
