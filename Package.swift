@@ -7,7 +7,7 @@ import PackageDescription
 
 let package = Package(
     name: "PipelineStorage",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "PipelineStorage", targets: ["PipelineStorage"]),
         .library(name: "Spool", targets: ["Spool"]),

@@ -1,0 +1,38 @@
+private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+extension Sequence where Element == UInt8 {
+    /// The bytes as lowercase hexadecimal, two digits per byte.
+    ///
+    /// The form SigV4 and most digest displays use, e.g. `[0xDE, 0xAD].hexString == "dead"`.
+    public var hexString: String {
+        var digits: [UInt8] = []
+        digits.reserveCapacity(underestimatedCount * 2)
+        for byte in self {
+            digits.append(hexDigits[Int(byte >> 4)])
+            digits.append(hexDigits[Int(byte & 0x0F)])
+        }
+        return String(decoding: digits, as: UTF8.self)
+    }
+}
+
+private let base64Alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+/// Standard padded base64 (RFC 4648 §4), so the checksum header needs no Foundation.
+func base64Encode(_ bytes: [UInt8]) -> String {
+    var output: [UInt8] = []
+    output.reserveCapacity((bytes.count + 2) / 3 * 4)
+    var index = 0
+    while index < bytes.count {
+        let remaining = bytes.count - index
+        let b0 = UInt32(bytes[index])
+        let b1 = remaining > 1 ? UInt32(bytes[index + 1]) : 0
+        let b2 = remaining > 2 ? UInt32(bytes[index + 2]) : 0
+        let group = b0 << 16 | b1 << 8 | b2
+        output.append(base64Alphabet[Int(group >> 18 & 0x3F)])
+        output.append(base64Alphabet[Int(group >> 12 & 0x3F)])
+        output.append(remaining > 1 ? base64Alphabet[Int(group >> 6 & 0x3F)] : UInt8(ascii: "="))
+        output.append(remaining > 2 ? base64Alphabet[Int(group & 0x3F)] : UInt8(ascii: "="))
+        index += 3
+    }
+    return String(decoding: output, as: UTF8.self)
+}

@@ -1,0 +1,225 @@
+import Dispatch
+import Synchronization
+
+/// A resource whose bytes are durable (a published payload file, or bytes held for the index), ready to become
+/// visible.
+struct CommitItem: Sendable {
+    enum Payload: Sendable {
+        case inline([UInt8])
+        case file(relativePath: String)
+    }
+
+    var bundleID: String
+    var name: String
+    var url: String
+    var contentType: String
+    var statusCode: Int
+    var metadataJSON: String
+    var size: Int64
+    var sha256: String
+    var crc32c: UInt32
+    var payload: Payload
+}
+
+/// Makes resources visible in the index: the commit that makes a resource exist.
+///
+/// `.fsync`: each resource in its own transaction (one WAL fsync each). `.batched(maxDelay:)`: group commit — the
+/// resources waiting when a commit starts share its transaction and its fsync. A commit starts as soon as every
+/// writer in flight in this process is waiting on one (there is nobody left to wait for), or after `maxDelay`,
+/// whichever comes first. Several items in one transaction each get a savepoint, so one bad item fails alone.
+final class ResourceCommitter: Sendable {
+    private struct Waiter {
+        var item: CommitItem
+        var continuation: CheckedContinuation<SpooledResource, any Error>
+    }
+
+    private struct State {
+        var waiting: [Waiter] = []
+        var writersInFlight = 0
+        var immediateCommitQueued = false
+        var delayedCommitQueued = false
+    }
+
+    private enum Trigger {
+        case immediate
+        case delayed
+    }
+
+    private let state = Mutex(State())
+    private let database: SpoolDatabase
+    private let maxDelay: Duration?
+    private let dataDirectory: String
+    private let clock: any SpoolClock
+    private let identity: ActorIdentity
+
+    init(
+        database: SpoolDatabase, durability: Durability, dataDirectory: String, clock: any SpoolClock,
+        identity: ActorIdentity
+    ) {
+        self.database = database
+        switch durability {
+        case .fsync: maxDelay = nil
+        case .batched(let delay): maxDelay = delay
+        }
+        self.dataDirectory = dataDirectory
+        self.clock = clock
+        self.identity = identity
+    }
+
+    /// A writer started receiving a resource: a group commit may wait for it to join.
+    func writerStarted() {
+        state.withLock { $0.writersInFlight += 1 }
+    }
+
+    /// A writer is done (committed, or gave up): commits no longer wait for it.
+    func writerFinished() {
+        let trigger = state.withLock { state -> Trigger? in
+            state.writersInFlight -= 1
+            return Self.trigger(for: &state, hasDelay: true)
+        }
+        if let trigger { schedule(trigger) }
+    }
+
+    /// Commits the item and returns once it is durable in the index.
+    func commit(_ item: CommitItem) async throws -> SpooledResource {
+        guard maxDelay != nil else {
+            let dataDirectory = self.dataDirectory
+            let now = clock.nowMilliseconds()
+            let identity = self.identity
+            return try await database.run { connection in
+                if case .file = item.payload { try synchronizeDirectory(dataDirectory) }
+                return try connection.transaction {
+                    try ResourceRows.insert(connection, item: item, now: now, identity: identity)
+                }
+            }
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            let trigger = state.withLock { state -> Trigger? in
+                state.waiting.append(Waiter(item: item, continuation: continuation))
+                return Self.trigger(for: &state, hasDelay: true)
+            }
+            if let trigger { schedule(trigger) }
+        }
+    }
+
+    private static func trigger(for state: inout State, hasDelay: Bool) -> Trigger? {
+        guard !state.waiting.isEmpty else { return nil }
+        if state.waiting.count >= state.writersInFlight {
+            guard !state.immediateCommitQueued else { return nil }
+            state.immediateCommitQueued = true
+            return .immediate
+        }
+        guard !state.delayedCommitQueued else { return nil }
+        state.delayedCommitQueued = true
+        return .delayed
+    }
+
+    private func schedule(_ trigger: Trigger) {
+        switch trigger {
+        case .immediate:
+            database.schedule { connection in self.commitWaiting(connection, trigger: .immediate) }
+        case .delayed:
+            let delay = DispatchTimeInterval.microseconds(Int(clamping: (maxDelay ?? .zero).milliseconds * 1000))
+            database.schedule(after: delay) { connection in self.commitWaiting(connection, trigger: .delayed) }
+        }
+    }
+
+    /// Runs on the database queue: commits everything waiting in one transaction.
+    private func commitWaiting(_ connection: SQLiteConnection, trigger: Trigger) {
+        let batch = state.withLock { state -> [Waiter] in
+            switch trigger {
+            case .immediate: state.immediateCommitQueued = false
+            case .delayed: state.delayedCommitQueued = false
+            }
+            defer { state.waiting.removeAll(keepingCapacity: true) }
+            return state.waiting
+        }
+        guard !batch.isEmpty else { return }
+        let now = clock.nowMilliseconds()
+        var results: [Result<SpooledResource, any Error>] = []
+        results.reserveCapacity(batch.count)
+        do {
+            if batch.contains(where: { if case .file = $0.item.payload { true } else { false } }) {
+                try synchronizeDirectory(dataDirectory)
+            }
+            try connection.transaction {
+                if batch.count == 1 {
+                    results.append(
+                        .success(try ResourceRows.insert(connection, item: batch[0].item, now: now, identity: identity)))
+                    return
+                }
+                for waiter in batch {
+                    results.append(
+                        Result {
+                            try connection.savepoint {
+                                try ResourceRows.insert(connection, item: waiter.item, now: now, identity: identity)
+                            }
+                        })
+                }
+            }
+        } catch {
+            for waiter in batch { waiter.continuation.resume(throwing: error) }
+            return
+        }
+        for (waiter, result) in zip(batch, results) { waiter.continuation.resume(with: result) }
+    }
+}
+
+/// Writing resource rows.
+enum ResourceRows {
+    /// Inserts a spooled resource into its bundle, inside the caller's transaction: takes the bundle's next sequence
+    /// number, so numbers follow commit order, across processes too.
+    static func insert(
+        _ connection: SQLiteConnection, item: CommitItem, now: Int64, identity: ActorIdentity
+    ) throws -> SpooledResource {
+        guard
+            let (seq, prefix, destinationID) = try connection.queryFirst(
+                """
+                UPDATE bundles SET last_seq = last_seq + 1, updated_at = ?
+                WHERE id = ? AND state = 'open'
+                RETURNING last_seq, key_prefix, destination_id
+                """, [.integer(now), .text(item.bundleID)], { ($0.int(0), $0.text(1), $0.int64(2)) })
+        else {
+            if let bundle = try BundleRows.fetch(connection, id: item.bundleID) {
+                throw SpoolError(
+                    .bundleNotOpen,
+                    "bundle '\(item.bundleID)' is \(bundle.state.rawValue) and accepts no more resources; the "
+                        + "resource for \(Validation.quoted(item.url)) was not kept: write it to an open bundle")
+            }
+            throw SpoolError(
+                .bundleNotFound,
+                "bundle '\(item.bundleID)' does not exist in this spool; open it before writing resources")
+        }
+        let key = ObjectKey.resource(prefix: prefix, bundleID: item.bundleID, seq: seq, name: item.name)
+        let storage: PayloadStorage
+        let path: String?
+        switch item.payload {
+        case .inline: (storage, path) = (.inline, nil)
+        case .file(let relativePath): (storage, path) = (.file, relativePath)
+        }
+        try connection.execute(
+            """
+            INSERT INTO resources (bundle_id, seq, kind, destination_id, object_key, name, url, content_type,
+                                   status_code, metadata, size, sha256, crc32c, payload_storage, payload_path, state,
+                                   next_attempt_at, spooled_at, updated_at)
+            VALUES (?, ?, 'resource', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+            """,
+            [
+                .text(item.bundleID), .int(seq), .integer(destinationID), .text(key), .text(item.name),
+                .text(item.url), .text(item.contentType), .int(item.statusCode), .text(item.metadataJSON),
+                .integer(item.size), .text(item.sha256), .integer(Int64(item.crc32c)), .text(storage.rawValue),
+                .optionalText(path), .integer(now), .integer(now), .integer(now),
+            ])
+        let id = connection.lastInsertRowID
+        if case .inline(let bytes) = item.payload {
+            try connection.execute(
+                "INSERT INTO payloads (resource_id, bytes) VALUES (?, ?)", [.integer(id), .blob(bytes)])
+        }
+        try Audit.append(
+            connection, at: now, identity: identity, action: "resource.spooled", bundleID: item.bundleID,
+            resourceID: id, detail: ["to": ResourceState.pending.rawValue, "size": String(item.size)])
+        return SpooledResource(
+            id: id, bundleID: item.bundleID, seq: seq, objectKey: key, size: item.size, sha256: item.sha256,
+            crc32c: item.crc32c, spooledAt: now)
+    }
+}

@@ -1,0 +1,197 @@
+import Foundation
+import Hashing
+
+/// What a producer says about a resource before handing over its bytes.
+public struct ResourceDraft: Sendable {
+    /// The URL the resource was fetched from.
+    public var url: String
+    /// Its media type, e.g. `application/json`.
+    public var contentType: String
+    /// The HTTP status of the fetch.
+    public var statusCode: Int
+    /// Per-resource metadata (kept in `_bundle.json`).
+    public var metadata: [String: String]
+    /// The key segment after the sequence number; nil derives it from the URL.
+    public var name: String?
+
+    /// Describes a resource.
+    public init(
+        url: String, contentType: String, statusCode: Int, metadata: [String: String] = [:], name: String? = nil
+    ) {
+        self.url = url
+        self.contentType = contentType
+        self.statusCode = statusCode
+        self.metadata = metadata
+        self.name = name
+    }
+
+    /// Checks every field; returns the resource name to use.
+    ///
+    /// - Throws: `SpoolError` with `.invalidURL`, `.invalidContentType`, `.invalidStatusCode`, `.invalidMetadata` or
+    ///   `.invalidResourceName`, naming the value.
+    public func validate() throws -> String {
+        try Validation.checkURL(url)
+        try Validation.checkContentType(contentType)
+        try Validation.checkStatusCode(statusCode)
+        try Validation.checkMetadata(metadata, owner: "resource")
+        if let name {
+            try Validation.checkResourceName(name)
+            return name
+        }
+        return ObjectKey.name(fromURL: url)
+    }
+}
+
+extension SpoolStore {
+    /// Bytes go to payload files in writes of this size.
+    static let writeBufferBytes = 1 << 20
+    /// Room is reserved against `maxSpoolBytes` in steps of this size while a large stream is written.
+    static let reservationStepBytes: Int64 = 4 << 20
+
+    /// Appends a resource to an open bundle, consuming `chunks` one at a time (memory stays flat whatever the size),
+    /// computing SHA-256 and CRC32C on the way, and returns once the resource is durable.
+    ///
+    /// Small payloads (up to `inlineThresholdBytes`) are kept in the index; larger ones are written to `tmp/`,
+    /// fsynced, and moved into `data/`. If the stream throws, the task is cancelled or the commit fails, nothing of the
+    /// resource stays visible and no file is left behind; the stream's own error is rethrown unchanged.
+    ///
+    /// - Throws: `SpoolError` with a validation code (see `ResourceDraft.validate()`), `.bundleNotFound`,
+    ///   `.bundleNotOpen`, `.spoolFull`, `.io`, `.database`; or the stream's error; or `CancellationError`.
+    public func writeResource<Chunks: AsyncSequence>(
+        bundleID: String, draft: ResourceDraft, chunks: Chunks
+    ) async throws -> SpooledResource where Chunks.Element: ContiguousBytes {
+        let name = try draft.validate()
+        let writer = ResourceWriter(store: self, bundleID: bundleID, url: draft.url)
+        committer.writerStarted()
+        defer { committer.writerFinished() }
+        do {
+            for try await chunk in chunks {
+                try Task.checkCancellation()
+                let total = chunk.withUnsafeBytes { $0.count }
+                var offset = 0
+                while offset < total {
+                    offset += chunk.withUnsafeBytes { writer.take(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+                    if writer.bufferIsFull { try await writer.flush() }
+                }
+            }
+            try Task.checkCancellation()
+            return try await writer.commit(draft: draft, name: name)
+        } catch {
+            await writer.abandon()
+            throw error
+        }
+    }
+
+    /// Appends a resource whose bytes arrive one at a time (e.g. `URLSession.AsyncBytes`); see the chunked variant.
+    public func writeResource<Bytes: AsyncSequence>(
+        bundleID: String, draft: ResourceDraft, bytes: Bytes
+    ) async throws -> SpooledResource where Bytes.Element == UInt8 {
+        try await writeResource(bundleID: bundleID, draft: draft, chunks: RechunkedBytes(base: bytes))
+    }
+}
+
+/// Groups a byte-at-a-time sequence into 64 KiB chunks.
+struct RechunkedBytes<Base: AsyncSequence>: AsyncSequence where Base.Element == UInt8 {
+    typealias Element = [UInt8]
+    let base: Base
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: Base.AsyncIterator
+        var finished = false
+
+        mutating func next() async throws -> [UInt8]? {
+            guard !finished else { return nil }
+            var chunk: [UInt8] = []
+            chunk.reserveCapacity(64 << 10)
+            while chunk.count < 64 << 10 {
+                guard let byte = try await base.next() else {
+                    finished = true
+                    break
+                }
+                chunk.append(byte)
+            }
+            return chunk.isEmpty ? nil : chunk
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
+}
+
+/// One resource being written: hashes, buffers, spills to a payload file past the inline threshold, commits.
+private final class ResourceWriter {
+    private let store: SpoolStore
+    private let bundleID: String
+    private let url: String
+    private var sha256 = SHA256Hasher()
+    private var crc32c = CRC32C()
+    private var size: Int64 = 0
+    private let buffer: WriteBuffer
+    private var file: PayloadFile?
+    private var reserved: Int64 = 0
+
+    init(store: SpoolStore, bundleID: String, url: String) {
+        self.store = store
+        self.bundleID = bundleID
+        self.url = url
+        // Most resources are small: start with a buffer that holds an inline payload, grow to the write size only
+        // for streams that need a file.
+        self.buffer = WriteBuffer(capacity: SpoolStore.writeBufferBytes)
+    }
+
+    var bufferIsFull: Bool { buffer.isFull }
+
+    /// Hashes and buffers as much of `bytes` as fits; returns how much it took.
+    func take(_ bytes: UnsafeRawBufferPointer) -> Int {
+        let taken = UnsafeRawBufferPointer(rebasing: bytes.prefix(buffer.remainingCapacity))
+        sha256.update(taken)
+        crc32c.update(taken)
+        buffer.append(taken)
+        size += Int64(taken.count)
+        return taken.count
+    }
+
+    /// Writes the buffer to the payload file (creating it on first use).
+    func flush() async throws {
+        guard buffer.count > 0 else { return }
+        try await reserve(upTo: size)
+        if file == nil {
+            file = try await PayloadFile.create(in: store.layout, namePrefix: bundleID)
+        }
+        try await file!.write(buffer)
+        buffer.removeAll()
+    }
+
+    func commit(draft: ResourceDraft, name: String) async throws -> SpooledResource {
+        let payload: CommitItem.Payload
+        if file == nil && size <= Int64(store.options.inlineThresholdBytes) {
+            try await reserve(upTo: size)
+            payload = .inline(buffer.bytes)
+        } else {
+            try await flush()
+            payload = .file(relativePath: try await file!.publish())
+        }
+        let item = CommitItem(
+            bundleID: bundleID, name: name, url: draft.url, contentType: draft.contentType,
+            statusCode: draft.statusCode, metadataJSON: MetadataJSON.encode(draft.metadata), size: size,
+            sha256: sha256.finalize().hexString, crc32c: crc32c.value, payload: payload)
+        let resource = try await store.committer.commit(item)
+        store.capacity.release(reserved, committedBytes: size)
+        reserved = 0
+        return resource
+    }
+
+    /// Drops whatever was written: the payload file (in tmp/ or data/) and the reservation.
+    func abandon() async {
+        if let file { await file.discard() }
+        store.capacity.release(reserved, committedBytes: 0)
+        reserved = 0
+    }
+
+    private func reserve(upTo total: Int64) async throws {
+        guard store.capacity.isLimited, total > reserved else { return }
+        let step = max(SpoolStore.reservationStepBytes, total - reserved)
+        let amount = file == nil && total <= Int64(store.options.inlineThresholdBytes) ? total - reserved : step
+        try await store.capacity.reserve(amount, for: url)
+        reserved += amount
+    }
+}
