@@ -203,3 +203,21 @@ enum BlockingIO {
         }
     }
 }
+
+/// Reads a whole file; for small files and checks only.
+func readWholeFile(_ path: String) throws -> [UInt8] {
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { throw SpoolError.io("open the payload file", path: path, call: "open") }
+    defer { close(descriptor) }
+    var result: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+        if count < 0 {
+            if errno == EINTR { continue }
+            throw SpoolError.io("read the payload file", path: path, call: "read")
+        }
+        if count == 0 { return result }
+        result.append(contentsOf: chunk[0..<count])
+    }
+}
