@@ -1,0 +1,127 @@
+/// Sizes and durations in the units people read, and parsing of what they type.
+public enum Units {
+    /// `0 B`, `512 B`, `4.0 KiB`, `12.3 MiB`, `1.50 GiB`.
+    public static func bytes(_ count: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+        var value = Double(count)
+        var unit = 0
+        while abs(value) >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        if unit == 0 { return "\(count) B" }
+        let digits = abs(value) < 10 ? 2 : (abs(value) < 100 ? 1 : 0)
+        return format(value, fractionDigits: digits) + " " + units[unit]
+    }
+
+    /// `850ms`, `42s`, `5m 02s`, `3h 04m`, `2d 05h`.
+    public static func duration(milliseconds: Int64) -> String {
+        let negative = milliseconds < 0
+        let total = abs(milliseconds)
+        let text: String
+        if total < 1000 {
+            text = "\(total)ms"
+        } else if total < 60_000 {
+            text = "\(total / 1000)s"
+        } else if total < 3_600_000 {
+            text = "\(total / 60_000)m " + twoDigits((total / 1000) % 60) + "s"
+        } else if total < 86_400_000 {
+            text = "\(total / 3_600_000)h " + twoDigits((total / 60_000) % 60) + "m"
+        } else {
+            text = "\(total / 86_400_000)d " + twoDigits((total / 3_600_000) % 24) + "h"
+        }
+        return negative ? "-" + text : text
+    }
+
+    /// A fixed-point decimal without Foundation's locale-dependent formatting.
+    public static func format(_ value: Double, fractionDigits: Int) -> String {
+        guard value.isFinite else { return value.isNaN ? "nan" : (value < 0 ? "-inf" : "inf") }
+        var scale = 1.0
+        for _ in 0..<fractionDigits { scale *= 10 }
+        let scaled = (abs(value) * scale).rounded()
+        let whole = Int64(scaled / scale)
+        let fraction = Int64(scaled - Double(whole) * scale)
+        var text = (value < 0 && scaled != 0 ? "-" : "") + String(whole)
+        if fractionDigits > 0 {
+            let digits = String(fraction)
+            text += "." + String(repeating: "0", count: fractionDigits - digits.count) + digits
+        }
+        return text
+    }
+
+    /// An ISO 8601 UTC timestamp for Unix milliseconds: `2026-11-24T15:12:03.042Z`.
+    public static func timestamp(milliseconds: Int64) -> String {
+        let days = floorDivide(milliseconds, 86_400_000)
+        let inDay = milliseconds - days * 86_400_000
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days + 719_468
+        let era = floorDivide(z, 146_097)
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        let hours = inDay / 3_600_000
+        let minutes = (inDay / 60_000) % 60
+        let seconds = (inDay / 1000) % 60
+        let millis = inDay % 1000
+        return "\(year)-\(twoDigits(month))-\(twoDigits(day))T\(twoDigits(hours)):\(twoDigits(minutes)):"
+            + "\(twoDigits(seconds)).\(String(repeating: "0", count: 3 - String(millis).count))\(millis)Z"
+    }
+
+    /// Parses a size: `4096`, `4k`, `4KiB`, `64MiB`, `2G`, `1.5GiB` (binary multiples; `kB`/`MB` are decimal).
+    public static func parseBytes(_ text: String) -> Int64? {
+        let trimmed = text.trimmingWhitespace()
+        let numberPart = trimmed.prefix(while: { $0.isNumber || $0 == "." })
+        guard !numberPart.isEmpty, let number = Double(numberPart), number >= 0 else { return nil }
+        let suffix = trimmed.dropFirst(numberPart.count).trimmingWhitespace().lowercased()
+        let multipliers: [String: Double] = [
+            "": 1, "b": 1,
+            "k": 1024, "kib": 1024, "kb": 1000,
+            "m": 1_048_576, "mib": 1_048_576, "mb": 1e6,
+            "g": 1_073_741_824, "gib": 1_073_741_824, "gb": 1e9,
+            "t": 1_099_511_627_776, "tib": 1_099_511_627_776, "tb": 1e12,
+        ]
+        guard let multiplier = multipliers[suffix] else { return nil }
+        let value = (number * multiplier).rounded()
+        guard value < 9e18 else { return nil }
+        return Int64(value)
+    }
+
+    /// Parses a duration: `500ms`, `30s`, `5m`, `2h`, `7d`, or combinations like `1h30m`; a bare number is seconds.
+    public static func parseDuration(_ text: String) -> Int64? {
+        var rest = Substring(text.trimmingWhitespace().lowercased())
+        guard !rest.isEmpty else { return nil }
+        if let seconds = Double(rest), seconds >= 0 { return Int64(seconds * 1000) }
+        var total: Double = 0
+        while !rest.isEmpty {
+            let numberPart = rest.prefix(while: { $0.isNumber || $0 == "." })
+            guard let number = Double(numberPart) else { return nil }
+            rest = rest.dropFirst(numberPart.count)
+            let unit = rest.prefix(while: { $0.isLetter })
+            rest = rest.dropFirst(unit.count)
+            switch unit {
+            case "ms": total += number
+            case "s": total += number * 1000
+            case "m": total += number * 60_000
+            case "h": total += number * 3_600_000
+            case "d": total += number * 86_400_000
+            case "w": total += number * 604_800_000
+            default: return nil
+            }
+        }
+        return Int64(total)
+    }
+
+    private static func twoDigits(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
+
+    private static func floorDivide(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : (a - b + 1) / b }
+}
+
+extension StringProtocol {
+    func trimmingWhitespace() -> String {
+        String(drop(while: { $0.isWhitespace }).reversed().drop(while: { $0.isWhitespace }).reversed())
+    }
+}
