@@ -103,7 +103,6 @@ CREATE TABLE resources (
 -- The claim query: due pending rows in order.
 CREATE INDEX resources_due ON resources (state, next_attempt_at);
 CREATE INDEX resources_by_destination_state ON resources (destination_id, state);
-CREATE INDEX resources_by_sha256 ON resources (sha256);
 CREATE INDEX resources_by_completed ON resources (completed_at) WHERE state = 'done';
 -- What the spool holds on disk, for maxSpoolBytes: a covering index, so the sum reads only rows still holding bytes.
 CREATE INDEX resources_held_payload ON resources (payload_storage, size);

@@ -73,7 +73,10 @@ public enum ObjectKey {
             let dot = bytes.lastIndex(of: UInt8(ascii: "."))
             let extensionBytes = dot.map { Array(bytes[$0...]) } ?? []
             let keep = extensionBytes.count < 16 ? extensionBytes : []
-            bytes = Array(bytes.prefix(Validation.maximumResourceNameBytes - keep.count)) + keep
+            var head = Array(bytes.prefix(Validation.maximumResourceNameBytes - keep.count))
+            // A dot just before the cut would meet the extension's dot and make '..'.
+            if !keep.isEmpty, head.last == UInt8(ascii: ".") { head[head.count - 1] = UInt8(ascii: "_") }
+            bytes = head + keep
         }
         return String(decoding: bytes, as: UTF8.self)
     }

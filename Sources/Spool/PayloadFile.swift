@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -182,6 +183,29 @@ final class WriteBuffer: @unchecked Sendable {
     func removeAll() { count = 0 }
 
     var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+}
+
+/// Write buffers kept for reuse: writers borrow one per resource instead of allocating (and faulting in) a new one.
+final class WriteBufferPool: Sendable {
+    private let buffers = Mutex<[WriteBuffer]>([])
+    let bufferBytes: Int
+    private let keep: Int
+
+    init(bufferBytes: Int, keep: Int) {
+        self.bufferBytes = bufferBytes
+        self.keep = keep
+    }
+
+    func take() -> WriteBuffer {
+        buffers.withLock { $0.popLast() } ?? WriteBuffer(capacity: bufferBytes)
+    }
+
+    func give(_ buffer: WriteBuffer) {
+        buffer.removeAll()
+        buffers.withLock { buffers in
+            if buffers.count < keep { buffers.append(buffer) }
+        }
+    }
 }
 
 /// Runs blocking system calls on Dispatch's threads, off Swift's cooperative pool, and awaits the result.

@@ -26,7 +26,8 @@ struct CommitItem: Sendable {
 /// `.fsync`: each resource in its own transaction (one WAL fsync each). `.batched(maxDelay:)`: group commit — the
 /// resources waiting when a commit starts share its transaction and its fsync. A commit starts as soon as every
 /// writer in flight in this process is waiting on one (there is nobody left to wait for), or after `maxDelay`,
-/// whichever comes first. Several items in one transaction each get a savepoint, so one bad item fails alone.
+/// whichever comes first. An item whose bundle is not open fails alone (that is found before it writes anything);
+/// any other error fails the whole transaction, and every writer in it cleans up and throws.
 final class ResourceCommitter: Sendable {
     private struct Waiter {
         var item: CommitItem
@@ -89,8 +90,8 @@ final class ResourceCommitter: Sendable {
             return try await database.run { connection in
                 if case .file = item.payload { try synchronizeDirectory(dataDirectory) }
                 return try connection.transaction {
-                    try ResourceRows.insert(connection, item: item, now: now, identity: identity)
-                }
+                    try ResourceRows.insert([item], connection: connection, now: now, identity: identity)[0]
+                }.get()
             }
         }
         return try await withCheckedThrowingContinuation { continuation in
@@ -136,26 +137,13 @@ final class ResourceCommitter: Sendable {
         }
         guard !batch.isEmpty else { return }
         let now = clock.nowMilliseconds()
-        var results: [Result<SpooledResource, any Error>] = []
-        results.reserveCapacity(batch.count)
+        let results: [Result<SpooledResource, any Error>]
         do {
             if batch.contains(where: { if case .file = $0.item.payload { true } else { false } }) {
                 try synchronizeDirectory(dataDirectory)
             }
-            try connection.transaction {
-                if batch.count == 1 {
-                    results.append(
-                        .success(try ResourceRows.insert(connection, item: batch[0].item, now: now, identity: identity)))
-                    return
-                }
-                for waiter in batch {
-                    results.append(
-                        Result {
-                            try connection.savepoint {
-                                try ResourceRows.insert(connection, item: waiter.item, now: now, identity: identity)
-                            }
-                        })
-                }
+            results = try connection.transaction {
+                try ResourceRows.insert(batch.map(\.item), connection: connection, now: now, identity: identity)
             }
         } catch {
             for waiter in batch { waiter.continuation.resume(throwing: error) }
@@ -167,29 +155,72 @@ final class ResourceCommitter: Sendable {
 
 /// Writing resource rows.
 enum ResourceRows {
-    /// Inserts a spooled resource into its bundle, inside the caller's transaction: takes the bundle's next sequence
-    /// number, so numbers follow commit order, across processes too.
+    /// Inserts spooled resources, inside the caller's transaction. Each bundle's sequence numbers are taken with one
+    /// update (numbers follow commit order, across processes too, since the transaction holds the write lock).
+    ///
+    /// An item whose bundle is missing or not open fails alone: that is found before anything is written for it.
+    /// Any other error throws, failing the whole transaction.
     static func insert(
-        _ connection: SQLiteConnection, item: CommitItem, now: Int64, identity: ActorIdentity
-    ) throws -> SpooledResource {
-        guard
-            let (seq, prefix, destinationID) = try connection.queryFirst(
-                """
-                UPDATE bundles SET last_seq = last_seq + 1, updated_at = ?
-                WHERE id = ? AND state = 'open'
-                RETURNING last_seq, key_prefix, destination_id
-                """, [.integer(now), .text(item.bundleID)], { ($0.int(0), $0.text(1), $0.int64(2)) })
-        else {
-            if let bundle = try BundleRows.fetch(connection, id: item.bundleID) {
-                throw SpoolError(
-                    .bundleNotOpen,
-                    "bundle '\(item.bundleID)' is \(bundle.state.rawValue) and accepts no more resources; the "
-                        + "resource for \(Validation.quoted(item.url)) was not kept: write it to an open bundle")
-            }
-            throw SpoolError(
-                .bundleNotFound,
-                "bundle '\(item.bundleID)' does not exist in this spool; open it before writing resources")
+        _ items: [CommitItem], connection: SQLiteConnection, now: Int64, identity: ActorIdentity
+    ) throws -> [Result<SpooledResource, any Error>] {
+        var counts: [String: Int] = [:]
+        for item in items { counts[item.bundleID, default: 0] += 1 }
+        var next: [String: Result<SequenceRun, SpoolError>] = [:]
+        for (bundleID, count) in counts {
+            next[bundleID] = try reserveSequenceNumbers(bundleID, count: count, connection: connection, now: now)
         }
+        var results: [Result<SpooledResource, any Error>] = []
+        results.reserveCapacity(items.count)
+        for item in items {
+            switch next[item.bundleID]! {
+            case .failure(let error):
+                results.append(.failure(error))
+            case .success(var run):
+                results.append(.success(try insert(item, run: run, connection: connection, now: now, identity: identity)))
+                run.seq += 1
+                next[item.bundleID] = .success(run)
+            }
+        }
+        return results
+    }
+
+    /// Sequence numbers taken for one bundle in one commit.
+    struct SequenceRun {
+        var seq: Int
+        var prefix: String
+        var destinationID: Int64
+    }
+
+    /// Takes `count` sequence numbers of an open bundle.
+    private static func reserveSequenceNumbers(
+        _ bundleID: String, count: Int, connection: SQLiteConnection, now: Int64
+    ) throws -> Result<SequenceRun, SpoolError> {
+        if let run = try connection.queryFirst(
+            """
+            UPDATE bundles SET last_seq = last_seq + ?, updated_at = ?
+            WHERE id = ? AND state = 'open'
+            RETURNING last_seq, key_prefix, destination_id
+            """, [.int(count), .integer(now), .text(bundleID)],
+            { SequenceRun(seq: $0.int(0) - count + 1, prefix: $0.text(1), destinationID: $0.int64(2)) })
+        {
+            return .success(run)
+        }
+        if let bundle = try BundleRows.fetch(connection, id: bundleID) {
+            return .failure(
+                SpoolError(
+                    .bundleNotOpen,
+                    "bundle '\(bundleID)' is \(bundle.state.rawValue) and accepts no more resources; the resource was "
+                        + "not kept: write it to an open bundle"))
+        }
+        return .failure(
+            SpoolError(
+                .bundleNotFound, "bundle '\(bundleID)' does not exist in this spool; open it before writing resources"))
+    }
+
+    private static func insert(
+        _ item: CommitItem, run: SequenceRun, connection: SQLiteConnection, now: Int64, identity: ActorIdentity
+    ) throws -> SpooledResource {
+        let (seq, prefix, destinationID) = (run.seq, run.prefix, run.destinationID)
         let key = ObjectKey.resource(prefix: prefix, bundleID: item.bundleID, seq: seq, name: item.name)
         let storage: PayloadStorage
         let path: String?
@@ -223,3 +254,4 @@ enum ResourceRows {
             crc32c: item.crc32c, spooledAt: now)
     }
 }
+

@@ -21,6 +21,7 @@ enum SQLiteValue: Sendable {
 final class SQLiteConnection {
     private let handle: OpaquePointer
     private var statements: [String: SQLiteStatement] = [:]
+    private var walHookOwner: Unmanaged<WALCheckpointer>?
     let path: String
 
     /// Opens (creating if asked) the database at `path`.
@@ -48,6 +49,33 @@ final class SQLiteConnection {
     deinit {
         statements.removeAll()  // finalize before closing
         sqlite3_close_v2(handle)
+        walHookOwner?.release()
+    }
+
+    /// Hands WAL checkpoints to `checkpointer` instead of running them inside this connection's commits (replaces
+    /// SQLite's automatic checkpoint, which is itself a WAL hook).
+    func delegateCheckpoints(to checkpointer: WALCheckpointer) {
+        let owner = Unmanaged.passRetained(checkpointer)
+        walHookOwner?.release()
+        walHookOwner = owner
+        sqlite3_wal_hook(
+            handle,
+            { context, database, _, pages in
+                let checkpointer = Unmanaged<WALCheckpointer>.fromOpaque(context!).takeUnretainedValue()
+                if pages >= WALCheckpointer.inlinePages {
+                    // The background checkpointer is not keeping up (or cannot run): checkpoint here rather than
+                    // let the WAL grow without bound.
+                    sqlite3_wal_checkpoint_v2(database, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+                } else if pages >= WALCheckpointer.backgroundPages {
+                    checkpointer.requestCheckpoint()
+                }
+                return SQLITE_OK
+            }, owner.toOpaque())
+    }
+
+    /// Copies WAL frames back into the database without blocking readers or writers.
+    func checkpointPassive() {
+        sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
     }
 
     /// Runs SQL text with no parameters (pragmas, migrations). Several statements may be separated by `;`.

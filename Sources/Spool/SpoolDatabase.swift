@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 
 /// The spool index's SQLite connection, confined to one serial dispatch queue (as GRDB's `SerializedDatabase`).
 ///
@@ -9,9 +10,13 @@ final class SpoolDatabase: @unchecked Sendable {
     private let queue: DispatchQueue
     private let connection: SQLiteConnection
 
+    private let checkpointer: WALCheckpointer
+
     init(path: String, busyTimeoutMilliseconds: Int32) throws {
         queue = DispatchQueue(label: "pipeline-storage.spool-index")
         connection = try SQLiteConnection(path: path, create: true, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+        checkpointer = WALCheckpointer(path: path, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+        connection.delegateCheckpoints(to: checkpointer)
     }
 
     /// Runs `body` on the connection's queue and returns its result.
@@ -34,6 +39,46 @@ final class SpoolDatabase: @unchecked Sendable {
             queue.asyncAfter(deadline: .now() + delay) { body(self.connection) }
         } else {
             queue.async { body(self.connection) }
+        }
+    }
+}
+
+/// Runs WAL checkpoints on its own connection and thread, so that writers' commits only append to the WAL and fsync
+/// it; copying pages back into the database (and its fsync) happens beside them.
+final class WALCheckpointer: @unchecked Sendable {
+    // @unchecked: `connection` is only touched on `queue`; `requested` is guarded by its lock.
+    /// WAL size (pages) at which a background checkpoint is requested: SQLite's default automatic threshold.
+    static let backgroundPages: Int32 = 1000
+    /// WAL size (pages) at which the committing connection checkpoints itself after all.
+    static let inlinePages: Int32 = 16_000
+
+    private let queue = DispatchQueue(label: "pipeline-storage.spool-checkpoint", qos: .utility)
+    private let path: String
+    private let busyTimeoutMilliseconds: Int32
+    private var connection: SQLiteConnection?
+    private let requested = Mutex(false)
+
+    init(path: String, busyTimeoutMilliseconds: Int32) {
+        self.path = path
+        self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
+    }
+
+    /// Called from the WAL hook after a commit; schedules one checkpoint if none is pending.
+    func requestCheckpoint() {
+        let alreadyRequested = requested.withLock { requested in
+            defer { requested = true }
+            return requested
+        }
+        guard !alreadyRequested else { return }
+        queue.async { [self] in
+            requested.withLock { $0 = false }
+            if connection == nil {
+                connection = try? SQLiteConnection(
+                    path: path, create: false, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+            }
+            // A failure here is not lost work: the WAL keeps every frame, and the committing connection checkpoints
+            // inline once the WAL reaches `inlinePages`.
+            connection?.checkpointPassive()
         }
     }
 }

@@ -133,10 +133,10 @@ private final class ResourceWriter {
         self.store = store
         self.bundleID = bundleID
         self.url = url
-        // Most resources are small: start with a buffer that holds an inline payload, grow to the write size only
-        // for streams that need a file.
-        self.buffer = WriteBuffer(capacity: SpoolStore.writeBufferBytes)
+        self.buffer = store.writeBuffers.take()
     }
+
+    deinit { store.writeBuffers.give(buffer) }
 
     var bufferIsFull: Bool { buffer.isFull }
 

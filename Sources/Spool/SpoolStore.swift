@@ -17,6 +17,7 @@ public final class SpoolStore: Sendable {
     let database: SpoolDatabase
     let committer: ResourceCommitter
     let capacity: SpoolCapacity
+    let writeBuffers = WriteBufferPool(bufferBytes: SpoolStore.writeBufferBytes, keep: 16)
 
     var clock: any SpoolClock { options.clock }
 
@@ -54,7 +55,8 @@ public final class SpoolStore: Sendable {
                         + "spool must be on a local filesystem")
             }
             // FULL: every commit fsyncs the WAL, which is what "durable on return" rests on.
-            try connection.executeScript("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            try connection.executeScript(
+                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;")
             try SchemaMigrator.migrate(
                 connection, spoolDirectory: layout.root, now: options.clock.nowMilliseconds())
         }

@@ -185,12 +185,12 @@ struct SeededPayload: Sendable {
 /// What the spool's filesystem can do at best.
 struct RawLimits: Codable {
     var fsyncWritesPerSecond: Double
-    var sequentialMiBPerSecond: Double
+    var sequentialMibPerSecond: Double
 
     static func mean(_ a: RawLimits, _ b: RawLimits) -> RawLimits {
         RawLimits(
             fsyncWritesPerSecond: (a.fsyncWritesPerSecond + b.fsyncWritesPerSecond) / 2,
-            sequentialMiBPerSecond: (a.sequentialMiBPerSecond + b.sequentialMiBPerSecond) / 2)
+            sequentialMibPerSecond: (a.sequentialMibPerSecond + b.sequentialMibPerSecond) / 2)
     }
 
     /// fsync'd 4 KiB appends for about 2 seconds; then one file of `sequentialBytes` in 1 MiB writes and one fsync.
@@ -225,7 +225,7 @@ struct RawLimits: Codable {
         fsync(descriptor)
         let sequential = Double(written) / 1_048_576 / (ContinuousClock.now - sequentialStart).seconds
         close(descriptor)
-        return RawLimits(fsyncWritesPerSecond: fsyncRate, sequentialMiBPerSecond: sequential)
+        return RawLimits(fsyncWritesPerSecond: fsyncRate, sequentialMibPerSecond: sequential)
     }
 }
 
@@ -272,7 +272,7 @@ struct WriteResult: Encodable {
             "  resources/s   \(number(resourcesPerSecond, 0))"
                 + (raw.map { "   (\(number(resourcesPerSecond / $0.fsyncWritesPerSecond, 2))× the fsync rate)" } ?? ""),
             "  MiB/s         \(number(mibPerSecond))"
-                + (raw.map { "   (\(number(mibPerSecond / $0.sequentialMiBPerSecond, 2))× sequential write)" } ?? ""),
+                + (raw.map { "   (\(number(mibPerSecond / $0.sequentialMibPerSecond, 2))× sequential write)" } ?? ""),
             "  latency       p50 \(number(latencyP50Ms, 2)) ms   p99 \(number(latencyP99Ms, 2)) ms   max "
                 + "\(number(latencyMaxMs, 2)) ms",
             "  memory        RSS \(Units.bytes(rssBeforeBytes)) before, \(Units.bytes(rssAfterBytes)) after "
@@ -284,8 +284,8 @@ struct WriteResult: Encodable {
                 "raw limits of the spool's filesystem (mean of before/after): fsync'd 4 KiB writes "
                     + "\(number(raw.fsyncWritesPerSecond, 0))/s (\(number(rawBefore.fsyncWritesPerSecond, 0)), "
                     + "\(number(rawAfter.fsyncWritesPerSecond, 0))); sequential write "
-                    + "\(number(raw.sequentialMiBPerSecond)) MiB/s (\(number(rawBefore.sequentialMiBPerSecond)), "
-                    + "\(number(rawAfter.sequentialMiBPerSecond)))")
+                    + "\(number(raw.sequentialMibPerSecond)) MiB/s (\(number(rawBefore.sequentialMibPerSecond)), "
+                    + "\(number(rawAfter.sequentialMibPerSecond)))")
         }
         return lines.joined(separator: "\n")
     }
