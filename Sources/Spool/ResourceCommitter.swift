@@ -1,6 +1,14 @@
 import Dispatch
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A resource whose bytes are durable (a published payload file, or bytes held for the index), ready to become
 /// visible.
 struct CommitItem: Sendable {
@@ -23,22 +31,37 @@ struct CommitItem: Sendable {
 
 /// Makes resources visible in the index: the commit that makes a resource exist.
 ///
-/// `.fsync`: each resource in its own transaction (one WAL fsync each). `.batched(maxDelay:)`: group commit — the
-/// resources waiting when a commit starts share its transaction and its fsync. A commit starts as soon as every
-/// writer in flight in this process is waiting on one (there is nobody left to wait for), or after `maxDelay`,
-/// whichever comes first. An item whose bundle is not open fails alone (that is found before it writes anything);
-/// any other error fails the whole transaction, and every writer in it cleans up and throws.
+/// `.fsync`: each resource in its own transaction on the spool's main connection (`synchronous = FULL`: the commit
+/// fsyncs the WAL).
+///
+/// `.batched(maxDelay:)`: group commit in two stages, as databases do it. Stage one, on a connection of its own with
+/// `synchronous = NORMAL`, commits every resource waiting into one transaction, which only appends to the WAL. Stage
+/// two, on the syncer's thread, runs one `fdatasync` of the WAL for every commit made since the previous one, and only
+/// then resumes their writers: a writer still returns only once its resource is durable, but the index thread is
+/// never blocked on the disk, so commits and fsyncs overlap. A commit starts when every writer in flight in this
+/// process is parked (waiting to commit or to sync), or after `maxDelay`.
+///
+/// Rows committed in stage one are visible to other connections before their fsync. Anything that acts on a row
+/// outside the spool (the drainer uploading it) must first commit its own claim with `synchronous = FULL`: that fsync
+/// persists every earlier WAL frame, the writer's included.
 final class ResourceCommitter: Sendable {
     private struct Waiter {
         var item: CommitItem
         var continuation: CheckedContinuation<SpooledResource, any Error>
     }
 
+    private struct Committed {
+        var waiter: Waiter
+        var resource: SpooledResource
+    }
+
     private struct State {
         var waiting: [Waiter] = []
+        var awaitingSync: [Committed] = []
         var writersInFlight = 0
         var immediateCommitQueued = false
         var delayedCommitQueued = false
+        var syncRunning = false
     }
 
     private enum Trigger {
@@ -46,25 +69,44 @@ final class ResourceCommitter: Sendable {
         case delayed
     }
 
+    private struct GroupCommit: Sendable {
+        var database: SpoolDatabase
+        var maxDelay: Duration
+        var walPath: String
+    }
+
     private let state = Mutex(State())
-    private let database: SpoolDatabase
-    private let maxDelay: Duration?
+    private let mainDatabase: SpoolDatabase
+    private let group: GroupCommit?
+    private let syncQueue = DispatchQueue(label: "pipeline-storage.wal-sync")
+    private let walDescriptor = Mutex<Int32>(-1)
     private let dataDirectory: String
     private let clock: any SpoolClock
     private let identity: ActorIdentity
 
     init(
-        database: SpoolDatabase, durability: Durability, dataDirectory: String, clock: any SpoolClock,
-        identity: ActorIdentity
-    ) {
-        self.database = database
+        database: SpoolDatabase, durability: Durability, databasePath: String, busyTimeoutMilliseconds: Int32,
+        dataDirectory: String, clock: any SpoolClock, identity: ActorIdentity
+    ) throws {
+        self.mainDatabase = database
         switch durability {
-        case .fsync: maxDelay = nil
-        case .batched(let delay): maxDelay = delay
+        case .fsync:
+            group = nil
+        case .batched(let delay):
+            let groupDatabase = try SpoolDatabase(path: databasePath, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+            try groupDatabase.runBlocking { connection in
+                try connection.executeScript("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            }
+            group = GroupCommit(database: groupDatabase, maxDelay: delay, walPath: databasePath + "-wal")
         }
         self.dataDirectory = dataDirectory
         self.clock = clock
         self.identity = identity
+    }
+
+    deinit {
+        let descriptor = walDescriptor.withLock { $0 }
+        if descriptor >= 0 { close(descriptor) }
     }
 
     /// A writer started receiving a resource: a group commit may wait for it to join.
@@ -76,18 +118,18 @@ final class ResourceCommitter: Sendable {
     func writerFinished() {
         let trigger = state.withLock { state -> Trigger? in
             state.writersInFlight -= 1
-            return Self.trigger(for: &state, hasDelay: true)
+            return Self.trigger(for: &state)
         }
         if let trigger { schedule(trigger) }
     }
 
     /// Commits the item and returns once it is durable in the index.
     func commit(_ item: CommitItem) async throws -> SpooledResource {
-        guard maxDelay != nil else {
+        guard group != nil else {
             let dataDirectory = self.dataDirectory
             let now = clock.nowMilliseconds()
             let identity = self.identity
-            return try await database.run { connection in
+            return try await mainDatabase.run { connection in
                 if case .file = item.payload { try synchronizeDirectory(dataDirectory) }
                 return try connection.transaction {
                     try ResourceRows.insert([item], connection: connection, now: now, identity: identity)[0]
@@ -97,15 +139,16 @@ final class ResourceCommitter: Sendable {
         return try await withCheckedThrowingContinuation { continuation in
             let trigger = state.withLock { state -> Trigger? in
                 state.waiting.append(Waiter(item: item, continuation: continuation))
-                return Self.trigger(for: &state, hasDelay: true)
+                return Self.trigger(for: &state)
             }
             if let trigger { schedule(trigger) }
         }
     }
 
-    private static func trigger(for state: inout State, hasDelay: Bool) -> Trigger? {
+    /// Commit now when nobody else can join (every writer in flight is parked), else after the delay.
+    private static func trigger(for state: inout State) -> Trigger? {
         guard !state.waiting.isEmpty else { return nil }
-        if state.waiting.count >= state.writersInFlight {
+        if state.waiting.count + state.awaitingSync.count >= state.writersInFlight {
             guard !state.immediateCommitQueued else { return nil }
             state.immediateCommitQueued = true
             return .immediate
@@ -116,16 +159,17 @@ final class ResourceCommitter: Sendable {
     }
 
     private func schedule(_ trigger: Trigger) {
+        guard let group else { return }
         switch trigger {
         case .immediate:
-            database.schedule { connection in self.commitWaiting(connection, trigger: .immediate) }
+            group.database.schedule { connection in self.commitWaiting(connection, trigger: .immediate) }
         case .delayed:
-            let delay = DispatchTimeInterval.microseconds(Int(clamping: (maxDelay ?? .zero).milliseconds * 1000))
-            database.schedule(after: delay) { connection in self.commitWaiting(connection, trigger: .delayed) }
+            let delay = DispatchTimeInterval.microseconds(Int(clamping: group.maxDelay.milliseconds * 1000))
+            group.database.schedule(after: delay) { connection in self.commitWaiting(connection, trigger: .delayed) }
         }
     }
 
-    /// Runs on the database queue: commits everything waiting in one transaction.
+    /// Stage one, on the group-commit connection's queue: commits everything waiting in one transaction.
     private func commitWaiting(_ connection: SQLiteConnection, trigger: Trigger) {
         let batch = state.withLock { state -> [Waiter] in
             switch trigger {
@@ -149,7 +193,59 @@ final class ResourceCommitter: Sendable {
             for waiter in batch { waiter.continuation.resume(throwing: error) }
             return
         }
-        for (waiter, result) in zip(batch, results) { waiter.continuation.resume(with: result) }
+        var committed: [Committed] = []
+        for (waiter, result) in zip(batch, results) {
+            switch result {
+            case .success(let resource): committed.append(Committed(waiter: waiter, resource: resource))
+            case .failure(let error): waiter.continuation.resume(throwing: error)
+            }
+        }
+        guard !committed.isEmpty else { return }
+        let startSync = state.withLock { state -> Bool in
+            state.awaitingSync += committed
+            defer { state.syncRunning = true }
+            return !state.syncRunning
+        }
+        if startSync { syncQueue.async { self.syncCommitted() } }
+    }
+
+    /// Stage two, on the syncer's queue: one fdatasync of the WAL makes every commit before it durable.
+    private func syncCommitted() {
+        while true {
+            let batch = state.withLock { state -> [Committed] in
+                defer { state.awaitingSync.removeAll(keepingCapacity: true) }
+                if state.awaitingSync.isEmpty { state.syncRunning = false }
+                return state.awaitingSync
+            }
+            guard !batch.isEmpty else { return }
+            let failure = synchronizeWAL()
+            for committed in batch {
+                if let failure {
+                    committed.waiter.continuation.resume(throwing: failure)
+                } else {
+                    committed.waiter.continuation.resume(returning: committed.resource)
+                }
+            }
+        }
+    }
+
+    private func synchronizeWAL() -> SpoolError? {
+        guard let walPath = group?.walPath else { return nil }
+        return walDescriptor.withLock { descriptor -> SpoolError? in
+            if descriptor < 0 {
+                descriptor = open(walPath, O_RDONLY | O_CLOEXEC)
+                if descriptor < 0 {
+                    return SpoolError.io("open the spool's write-ahead log", path: walPath, call: "open")
+                }
+            }
+            guard fdatasync(descriptor) == 0 else {
+                // The resources are committed but their durability is unknown: say so rather than guess.
+                return SpoolError.io(
+                    "fsync the spool's write-ahead log (the resource may or may not survive a power loss; check with "
+                        + "spool-inspect before writing it again)", path: walPath, call: "fdatasync")
+            }
+            return nil
+        }
     }
 }
 

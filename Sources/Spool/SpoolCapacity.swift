@@ -40,28 +40,39 @@ final class SpoolCapacity: Sendable {
     /// Whether any limit is set; when not, reservations cost nothing.
     var isLimited: Bool { maxSpoolBytes != nil || minFreeDiskBytes != nil }
 
-    /// Reserves room for `bytes` more, waiting for the drainer when the spool is full.
+    /// Reserves room for `bytes` more, waiting for the drainer when the spool is full. When `bytes` does not fit but
+    /// `minimum` (what the writer really needs) does, reserves `minimum`: reserving ahead must not turn into a refusal.
     ///
+    /// - Returns: the bytes reserved: `bytes`, or `minimum`.
     /// - Throws: `SpoolError.spoolFull` after `spoolFullWait`, naming the limit that was hit.
-    func reserve(_ bytes: Int64, for url: String) async throws {
-        guard isLimited, bytes > 0 else { return }
+    @discardableResult
+    func reserve(_ bytes: Int64, atLeast minimum: Int64? = nil, for url: String) async throws -> Int64 {
+        let minimum = Swift.min(minimum ?? bytes, bytes)
+        guard isLimited, minimum > 0 else { return 0 }
         let deadline = ContinuousClock.now + wait
         var forceRefresh = false
         while true {
             let usage = try await currentUsage(forceRefresh: forceRefresh)
             let free = minFreeDiskBytes == nil ? Int64.max : freeDiskBytes()
-            let refusal = state.withLock { state -> String? in
-                if let maxSpoolBytes, usage + state.reserved + bytes > maxSpoolBytes {
-                    return "the spool holds \(usage + state.reserved) bytes and its limit maxSpoolBytes is "
-                        + "\(maxSpoolBytes)"
+            let (granted, refusal) = state.withLock { state -> (Int64?, String) in
+                var refusal = ""
+                for amount in bytes > minimum ? [bytes, minimum] : [minimum] {
+                    if let maxSpoolBytes, usage + state.reserved + amount > maxSpoolBytes {
+                        refusal = "the spool holds \(usage + state.reserved) bytes and its limit maxSpoolBytes is "
+                            + "\(maxSpoolBytes)"
+                        continue
+                    }
+                    if let minFreeDiskBytes, free - amount < minFreeDiskBytes {
+                        refusal =
+                            "the spool's filesystem has \(free) bytes free and minFreeDiskBytes is \(minFreeDiskBytes)"
+                        continue
+                    }
+                    state.reserved += amount
+                    return (amount, "")
                 }
-                if let minFreeDiskBytes, free - bytes < minFreeDiskBytes {
-                    return "the spool's filesystem has \(free) bytes free and minFreeDiskBytes is \(minFreeDiskBytes)"
-                }
-                state.reserved += bytes
-                return nil
+                return (nil, refusal)
             }
-            guard let refusal else { return }
+            if let granted { return granted }
             if ContinuousClock.now >= deadline {
                 throw SpoolError(
                     .spoolFull,

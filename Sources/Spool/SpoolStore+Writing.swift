@@ -189,9 +189,10 @@ private final class ResourceWriter {
 
     private func reserve(upTo total: Int64) async throws {
         guard store.capacity.isLimited, total > reserved else { return }
-        let step = max(SpoolStore.reservationStepBytes, total - reserved)
-        let amount = file == nil && total <= Int64(store.options.inlineThresholdBytes) ? total - reserved : step
-        try await store.capacity.reserve(amount, for: url)
-        reserved += amount
+        let needed = total - reserved
+        // A stream headed for a file reserves ahead in steps (fewer checks), but is only refused for what it needs.
+        let step = max(SpoolStore.reservationStepBytes, needed)
+        let amount = file == nil && total <= Int64(store.options.inlineThresholdBytes) ? needed : step
+        reserved += try await store.capacity.reserve(amount, atLeast: needed, for: url)
     }
 }

@@ -21,15 +21,16 @@ public final class SpoolStore: Sendable {
 
     var clock: any SpoolClock { options.clock }
 
-    private init(layout: SpoolLayout, options: SpoolOptions, database: SpoolDatabase, removed: Int) {
+    private init(layout: SpoolLayout, options: SpoolOptions, database: SpoolDatabase, removed: Int) throws {
         self.layout = layout
         self.options = options
         self.identity = .current
         self.database = database
         self.crashLeftoversRemoved = removed
-        self.committer = ResourceCommitter(
-            database: database, durability: options.durability, dataDirectory: layout.dataDirectory,
-            clock: options.clock, identity: .current)
+        self.committer = try ResourceCommitter(
+            database: database, durability: options.durability, databasePath: layout.databasePath,
+            busyTimeoutMilliseconds: Int32(clamping: options.busyTimeout.milliseconds),
+            dataDirectory: layout.dataDirectory, clock: options.clock, identity: .current)
         self.capacity = SpoolCapacity(
             database: database, root: layout.root, maxSpoolBytes: options.maxSpoolBytes,
             minFreeDiskBytes: options.minFreeDiskBytes, wait: options.spoolFullWait)
@@ -61,7 +62,7 @@ public final class SpoolStore: Sendable {
                 connection, spoolDirectory: layout.root, now: options.clock.nowMilliseconds())
         }
         let removed = try layout.removeCrashLeftovers()
-        return SpoolStore(layout: layout, options: options, database: database, removed: removed)
+        return try SpoolStore(layout: layout, options: options, database: database, removed: removed)
     }
 
     /// Opens the spool, runs `body` with it, and lets it go.
