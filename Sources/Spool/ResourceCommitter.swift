@@ -1,19 +1,12 @@
 import Dispatch
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// A resource whose bytes are durable (a published payload file, or bytes held for the index), ready to become
 /// visible.
 struct CommitItem: Sendable {
     enum Payload: Sendable {
-        case inline([UInt8])
+        /// Held in the writer's buffer, which the writer keeps (and does not touch) until the commit returns.
+        case inline(WriteBuffer)
         case file(relativePath: String)
     }
 
@@ -29,84 +22,64 @@ struct CommitItem: Sendable {
     var payload: Payload
 }
 
-/// Makes resources visible in the index: the commit that makes a resource exist.
+/// Makes resources visible in the index: the commit that makes a resource exist, and durable (the index runs with
+/// `synchronous = FULL`, so COMMIT returns after the WAL is fsynced; a row is never visible before its bytes are
+/// durable).
 ///
-/// `.fsync`: each resource in its own transaction on the spool's main connection (`synchronous = FULL`: the commit
-/// fsyncs the WAL).
-///
-/// `.batched(maxDelay:)`: group commit in two stages, as databases do it. Stage one, on a connection of its own with
-/// `synchronous = NORMAL`, commits every resource waiting into one transaction, which only appends to the WAL. Stage
-/// two, on the syncer's thread, runs one `fdatasync` of the WAL for every commit made since the previous one, and only
-/// then resumes their writers: a writer still returns only once its resource is durable, but the index thread is
-/// never blocked on the disk, so commits and fsyncs overlap. A commit starts when every writer in flight in this
-/// process is parked (waiting to commit or to sync), or after `maxDelay`.
-///
-/// Rows committed in stage one are visible to other connections before their fsync. Anything that acts on a row
-/// outside the spool (the drainer uploading it) must first commit its own claim with `synchronous = FULL`: that fsync
-/// persists every earlier WAL frame, the writer's included.
+/// `.fsync`: each resource in its own transaction. `.batched(maxDelay:)`: group commit — every resource waiting when
+/// a commit starts shares its transaction and its fsync. A commit starts as soon as every writer in flight in this
+/// process is waiting on one (nobody is left to join), or after `maxDelay`, whichever comes first.
 final class ResourceCommitter: Sendable {
     private struct Waiter {
         var item: CommitItem
         var continuation: CheckedContinuation<SpooledResource, any Error>
     }
 
-    private struct Committed {
-        var waiter: Waiter
-        var resource: SpooledResource
-    }
-
     private struct State {
         var waiting: [Waiter] = []
-        var awaitingSync: [Committed] = []
         var writersInFlight = 0
         var immediateCommitQueued = false
         var delayedCommitQueued = false
-        var syncRunning = false
+        var statistics = CommitStatistics()
     }
+
+    /// How group commits went, for diagnostics and tests.
+    struct CommitStatistics: Sendable, Equatable {
+        /// Commits started because every writer in flight was waiting.
+        var immediateCommits = 0
+        /// Commits started by the `maxDelay` timer.
+        var delayedCommits = 0
+        /// Resources committed by group commits.
+        var resources = 0
+    }
+
+    /// Counts of group commits so far (zero in `.fsync` mode).
+    var statistics: CommitStatistics { state.withLock { $0.statistics } }
 
     private enum Trigger {
         case immediate
         case delayed
     }
 
-    private struct GroupCommit: Sendable {
-        var database: SpoolDatabase
-        var maxDelay: Duration
-        var walPath: String
-    }
-
     private let state = Mutex(State())
-    private let mainDatabase: SpoolDatabase
-    private let group: GroupCommit?
-    private let syncQueue = DispatchQueue(label: "pipeline-storage.wal-sync")
-    private let walDescriptor = Mutex<Int32>(-1)
+    private let database: SpoolDatabase
+    private let maxDelay: Duration?
     private let dataDirectory: String
     private let clock: any SpoolClock
     private let identity: ActorIdentity
 
     init(
-        database: SpoolDatabase, durability: Durability, databasePath: String, busyTimeoutMilliseconds: Int32,
-        dataDirectory: String, clock: any SpoolClock, identity: ActorIdentity
-    ) throws {
-        self.mainDatabase = database
+        database: SpoolDatabase, durability: Durability, dataDirectory: String, clock: any SpoolClock,
+        identity: ActorIdentity
+    ) {
+        self.database = database
         switch durability {
-        case .fsync:
-            group = nil
-        case .batched(let delay):
-            let groupDatabase = try SpoolDatabase(path: databasePath, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
-            try groupDatabase.runBlocking { connection in
-                try connection.executeScript("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            }
-            group = GroupCommit(database: groupDatabase, maxDelay: delay, walPath: databasePath + "-wal")
+        case .fsync: maxDelay = nil
+        case .batched(let delay): maxDelay = delay
         }
         self.dataDirectory = dataDirectory
         self.clock = clock
         self.identity = identity
-    }
-
-    deinit {
-        let descriptor = walDescriptor.withLock { $0 }
-        if descriptor >= 0 { close(descriptor) }
     }
 
     /// A writer started receiving a resource: a group commit may wait for it to join.
@@ -125,11 +98,11 @@ final class ResourceCommitter: Sendable {
 
     /// Commits the item and returns once it is durable in the index.
     func commit(_ item: CommitItem) async throws -> SpooledResource {
-        guard group != nil else {
+        guard maxDelay != nil else {
             let dataDirectory = self.dataDirectory
             let now = clock.nowMilliseconds()
             let identity = self.identity
-            return try await mainDatabase.run { connection in
+            return try await database.run { connection in
                 if case .file = item.payload { try synchronizeDirectory(dataDirectory) }
                 return try connection.transaction {
                     try ResourceRows.insert([item], connection: connection, now: now, identity: identity)[0]
@@ -148,7 +121,7 @@ final class ResourceCommitter: Sendable {
     /// Commit now when nobody else can join (every writer in flight is parked), else after the delay.
     private static func trigger(for state: inout State) -> Trigger? {
         guard !state.waiting.isEmpty else { return nil }
-        if state.waiting.count + state.awaitingSync.count >= state.writersInFlight {
+        if state.waiting.count >= state.writersInFlight {
             guard !state.immediateCommitQueued else { return nil }
             state.immediateCommitQueued = true
             return .immediate
@@ -159,22 +132,28 @@ final class ResourceCommitter: Sendable {
     }
 
     private func schedule(_ trigger: Trigger) {
-        guard let group else { return }
         switch trigger {
         case .immediate:
-            group.database.schedule { connection in self.commitWaiting(connection, trigger: .immediate) }
+            database.schedule { connection in self.commitWaiting(connection, trigger: .immediate) }
         case .delayed:
-            let delay = DispatchTimeInterval.microseconds(Int(clamping: group.maxDelay.milliseconds * 1000))
-            group.database.schedule(after: delay) { connection in self.commitWaiting(connection, trigger: .delayed) }
+            let delay = DispatchTimeInterval.microseconds(Int(clamping: (maxDelay ?? .zero).milliseconds * 1000))
+            database.schedule(after: delay) { connection in self.commitWaiting(connection, trigger: .delayed) }
         }
     }
 
-    /// Stage one, on the group-commit connection's queue: commits everything waiting in one transaction.
+    /// Runs on the index's queue: commits everything waiting in one transaction (one WAL fsync).
     private func commitWaiting(_ connection: SQLiteConnection, trigger: Trigger) {
         let batch = state.withLock { state -> [Waiter] in
             switch trigger {
             case .immediate: state.immediateCommitQueued = false
             case .delayed: state.delayedCommitQueued = false
+            }
+            if !state.waiting.isEmpty {
+                switch trigger {
+                case .immediate: state.statistics.immediateCommits += 1
+                case .delayed: state.statistics.delayedCommits += 1
+                }
+                state.statistics.resources += state.waiting.count
             }
             defer { state.waiting.removeAll(keepingCapacity: true) }
             return state.waiting
@@ -193,59 +172,7 @@ final class ResourceCommitter: Sendable {
             for waiter in batch { waiter.continuation.resume(throwing: error) }
             return
         }
-        var committed: [Committed] = []
-        for (waiter, result) in zip(batch, results) {
-            switch result {
-            case .success(let resource): committed.append(Committed(waiter: waiter, resource: resource))
-            case .failure(let error): waiter.continuation.resume(throwing: error)
-            }
-        }
-        guard !committed.isEmpty else { return }
-        let startSync = state.withLock { state -> Bool in
-            state.awaitingSync += committed
-            defer { state.syncRunning = true }
-            return !state.syncRunning
-        }
-        if startSync { syncQueue.async { self.syncCommitted() } }
-    }
-
-    /// Stage two, on the syncer's queue: one fdatasync of the WAL makes every commit before it durable.
-    private func syncCommitted() {
-        while true {
-            let batch = state.withLock { state -> [Committed] in
-                defer { state.awaitingSync.removeAll(keepingCapacity: true) }
-                if state.awaitingSync.isEmpty { state.syncRunning = false }
-                return state.awaitingSync
-            }
-            guard !batch.isEmpty else { return }
-            let failure = synchronizeWAL()
-            for committed in batch {
-                if let failure {
-                    committed.waiter.continuation.resume(throwing: failure)
-                } else {
-                    committed.waiter.continuation.resume(returning: committed.resource)
-                }
-            }
-        }
-    }
-
-    private func synchronizeWAL() -> SpoolError? {
-        guard let walPath = group?.walPath else { return nil }
-        return walDescriptor.withLock { descriptor -> SpoolError? in
-            if descriptor < 0 {
-                descriptor = open(walPath, O_RDONLY | O_CLOEXEC)
-                if descriptor < 0 {
-                    return SpoolError.io("open the spool's write-ahead log", path: walPath, call: "open")
-                }
-            }
-            guard fdatasync(descriptor) == 0 else {
-                // The resources are committed but their durability is unknown: say so rather than guess.
-                return SpoolError.io(
-                    "fsync the spool's write-ahead log (the resource may or may not survive a power loss; check with "
-                        + "spool-inspect before writing it again)", path: walPath, call: "fdatasync")
-            }
-            return nil
-        }
+        for (waiter, result) in zip(batch, results) { waiter.continuation.resume(with: result) }
     }
 }
 
@@ -338,9 +265,10 @@ enum ResourceRows {
                 .optionalText(path), .integer(now), .integer(now), .integer(now),
             ])
         let id = connection.lastInsertRowID
-        if case .inline(let bytes) = item.payload {
+        if case .inline(let buffer) = item.payload {
             try connection.execute(
-                "INSERT INTO payloads (resource_id, bytes) VALUES (?, ?)", [.integer(id), .blob(bytes)])
+                "INSERT INTO payloads (resource_id, bytes) VALUES (?, ?)",
+                [.integer(id), .borrowedBlob(UnsafeRawBufferPointer(start: buffer.base, count: buffer.count))])
         }
         try Audit.append(
             connection, at: now, identity: identity, action: "resource.spooled", bundleID: item.bundleID,

@@ -1,11 +1,14 @@
 import CSQLite
 
 /// A value bound to a statement parameter. SQL text is never built from values: every value goes through here.
-enum SQLiteValue: Sendable {
+enum SQLiteValue {
     case integer(Int64)
     case real(Double)
     case text(String)
     case blob([UInt8])
+    /// Bytes SQLite reads in place (no copy): the memory must stay valid until the statement has run. `execute`
+    /// resets the statement before it returns, so a buffer that outlives the call is enough.
+    case borrowedBlob(UnsafeRawBufferPointer)
     case null
 
     static func int(_ value: Int) -> SQLiteValue { .integer(Int64(value)) }
@@ -108,6 +111,7 @@ final class SQLiteConnection {
     func execute(_ sql: String, _ values: [SQLiteValue] = []) throws -> Int {
         let statement = try statement(sql)
         try statement.bind(values)
+        defer { statement.reset() }
         while try statement.step() {}
         return Int(sqlite3_changes64(handle))
     }
@@ -242,6 +246,12 @@ final class SQLiteStatement {
                     }
                     return sqlite3_bind_blob64(
                         handle, index, base, sqlite3_uint64(buffer.count), pipeline_sqlite_transient())
+                }
+            case .borrowedBlob(let buffer):
+                if let base = buffer.baseAddress, !buffer.isEmpty {
+                    result = sqlite3_bind_blob64(handle, index, base, sqlite3_uint64(buffer.count), nil)
+                } else {
+                    result = sqlite3_bind_zeroblob(handle, index, 0)
                 }
             case .null: result = sqlite3_bind_null(handle, index)
             }

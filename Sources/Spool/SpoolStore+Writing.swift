@@ -165,7 +165,7 @@ private final class ResourceWriter {
         let payload: CommitItem.Payload
         if file == nil && size <= Int64(store.options.inlineThresholdBytes) {
             try await reserve(upTo: size)
-            payload = .inline(buffer.bytes)
+            payload = .inline(buffer)
         } else {
             try await flush()
             payload = .file(relativePath: try await file!.publish())

@@ -27,10 +27,9 @@ public final class SpoolStore: Sendable {
         self.identity = .current
         self.database = database
         self.crashLeftoversRemoved = removed
-        self.committer = try ResourceCommitter(
-            database: database, durability: options.durability, databasePath: layout.databasePath,
-            busyTimeoutMilliseconds: Int32(clamping: options.busyTimeout.milliseconds),
-            dataDirectory: layout.dataDirectory, clock: options.clock, identity: .current)
+        self.committer = ResourceCommitter(
+            database: database, durability: options.durability, dataDirectory: layout.dataDirectory,
+            clock: options.clock, identity: .current)
         self.capacity = SpoolCapacity(
             database: database, root: layout.root, maxSpoolBytes: options.maxSpoolBytes,
             minFreeDiskBytes: options.minFreeDiskBytes, wait: options.spoolFullWait)

@@ -34,7 +34,7 @@ struct CrashTests {
             var killsWithLeftovers = 0
             for round in 0..<12 {
                 let outPath = directory + "/out-\(round)"
-                FileManager.default.createFile(atPath: outPath, contents: nil)
+                _ = FileManager.default.createFile(atPath: outPath, contents: nil)
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: binDirectory + "/spool-load")
                 process.arguments = [
@@ -85,7 +85,7 @@ struct CrashTests {
             var processes: [(Process, String)] = []
             for index in 0..<3 {
                 let outPath = directory + "/out-\(index)"
-                FileManager.default.createFile(atPath: outPath, contents: nil)
+                _ = FileManager.default.createFile(atPath: outPath, contents: nil)
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: binDirectory + "/spool-load")
                 process.arguments = [
@@ -95,7 +95,7 @@ struct CrashTests {
                 ]
                 process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
                 let errPath = directory + "/err-\(index)"
-                FileManager.default.createFile(atPath: errPath, contents: nil)
+                _ = FileManager.default.createFile(atPath: errPath, contents: nil)
                 process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
                 try process.run()
                 processes.append((process, outPath))
