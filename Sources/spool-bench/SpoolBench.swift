@@ -269,7 +269,7 @@ struct WriteResult: Encodable {
         func number(_ value: Double, _ digits: Int = 1) -> String { Units.format(value, fractionDigits: digits) }
         var lines = [
             "spool-bench write: \(count) × \(Units.bytes(size)), \(writers) writer(s), \(durability)",
-            "  resources/s   \(number(resourcesPerSecond, 0))"
+            "  resources/s   \(number(resourcesPerSecond, resourcesPerSecond < 100 ? 2 : 0))"
                 + (raw.map { "   (\(number(resourcesPerSecond / $0.fsyncWritesPerSecond, 2))× the fsync rate)" } ?? ""),
             "  MiB/s         \(number(mibPerSecond))"
                 + (raw.map { "   (\(number(mibPerSecond / $0.sequentialMibPerSecond, 2))× sequential write)" } ?? ""),
