@@ -16,7 +16,7 @@ let package = Package(
         .executable(name: "spool-bench", targets: ["spool-bench"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
         // System libraries: a module map and a shim header each, nothing else.

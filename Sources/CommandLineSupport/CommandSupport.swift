@@ -30,7 +30,7 @@ public enum ExitStatus {
     public static let success: Int32 = 0
     /// The operation failed; the reason is on standard error.
     public static let failure: Int32 = 1
-    /// Something asked for does not exist (a resource, a bundle).
+    /// Something asked for does not exist (a spool, a resource, a bundle).
     public static let notFound: Int32 = 2
     /// Bad command-line usage (argument-parser's own code).
     public static let usage: Int32 = 64
@@ -53,7 +53,7 @@ public enum ExitStatus {
         case .spoolUnwritable, .schemaTooNew: return cannotCreate
         case .spoolFull, .databaseBusy: return temporaryFailure
         case .corrupt: return corrupt
-        case .bundleNotFound, .resourceNotFound: return notFound
+        case .bundleNotFound, .resourceNotFound, .spoolNotFound: return notFound
         default: return failure
         }
     }
@@ -88,7 +88,8 @@ public enum JSONOutput {
     public static func encode<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        encoder.outputFormatting =
+            pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 

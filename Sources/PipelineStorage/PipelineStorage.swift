@@ -50,7 +50,8 @@ public final class PipelineStorage: Sendable {
     ///   - endpoint: An S3-compatible endpoint URL; nil for AWS.
     ///   - options: Delivery and bucket options (SPEC §6), applied by the drainer.
     ///   - spool: The spool directory.
-    ///   - spoolOptions: Durability (`.fsync` or `.batched`), limits (`maxSpoolBytes`, `minFreeDiskBytes`) and tunables.
+    ///   - spoolOptions: Durability (`.fsync` or `.batched`), limits (`maxSpoolBytes`, `minFreeDiskBytes`) and
+    ///     tunables.
     /// - Throws: `SpoolError` with `.invalidConfiguration` (bucket, prefix, region, endpoint, options),
     ///   `.spoolUnwritable`, `.schemaTooNew`.
     public convenience init(

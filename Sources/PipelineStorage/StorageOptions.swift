@@ -74,7 +74,9 @@ public struct StorageOptions: Sendable, Hashable, Codable {
         guard uploadTimeoutSeconds > 0, uploadTimeoutSeconds.isFinite else {
             throw reject("uploadTimeout \(uploadTimeoutSeconds) s must be a positive number of seconds")
         }
-        guard (0...1000).contains(maxRetries) else { throw reject("maxRetries \(maxRetries) is out of range; use 0...1000") }
+        guard (0...1000).contains(maxRetries) else {
+            throw reject("maxRetries \(maxRetries) is out of range; use 0...1000")
+        }
         guard retryDelaySeconds > 0, retryDelaySeconds <= 3600 else {
             throw reject("retryDelay \(retryDelaySeconds) s is out of range; use more than 0 and at most 3600")
         }
@@ -92,7 +94,8 @@ public struct StorageOptions: Sendable, Hashable, Codable {
         guard (1...255).contains(namespace.count), !metricsNamespace.hasPrefix("AWS/"),
             !namespace.contains(where: { $0 < 0x20 || $0 >= 0x7F })
         else {
-            throw reject("metricsNamespace '\(metricsNamespace)' is not a CloudWatch namespace (1–255 ASCII, not AWS/)")
+            throw reject(
+                "metricsNamespace '\(metricsNamespace)' is not a CloudWatch namespace (1–255 ASCII, not AWS/)")
         }
     }
 

@@ -73,7 +73,9 @@ public struct FileChunks: AsyncSequence, Sendable {
             var chunk = [UInt8](repeating: 0, count: chunkBytes)
             var filled = 0
             while filled < chunkBytes {
-                let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress! + filled, chunkBytes - filled) }
+                let count = chunk.withUnsafeMutableBytes {
+                    read(descriptor, $0.baseAddress! + filled, chunkBytes - filled)
+                }
                 if count < 0 {
                     if errno == EINTR { continue }
                     let name: String

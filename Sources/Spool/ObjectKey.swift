@@ -65,7 +65,9 @@ public enum ObjectKey {
         while let first = bytes.first, first == UInt8(ascii: ".") { bytes[0] = UInt8(ascii: "_") }
         var index = 1
         while index < bytes.count {
-            if bytes[index] == UInt8(ascii: "."), bytes[index - 1] == UInt8(ascii: ".") { bytes[index] = UInt8(ascii: "_") }
+            if bytes[index] == UInt8(ascii: "."), bytes[index - 1] == UInt8(ascii: ".") {
+                bytes[index] = UInt8(ascii: "_")
+            }
             index += 1
         }
         if bytes.isEmpty { return "index" }

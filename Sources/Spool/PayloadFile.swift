@@ -72,7 +72,7 @@ final class PayloadFile: @unchecked Sendable {
         try await BlockingIO.run { [self] in
             var offset = 0
             while offset < buffer.count {
-                let written = Glibc.write(descriptor, buffer.base + offset, buffer.count - offset)
+                let written = writeBytes(descriptor, buffer.base + offset, buffer.count - offset)
                 if written < 0 {
                     if errno == EINTR { continue }
                     throw SpoolError.io("write the payload file", path: path, call: "write")
@@ -226,6 +226,11 @@ enum BlockingIO {
             }
         }
     }
+}
+
+/// `write(2)`, under a name the methods called `write` do not shadow.
+private func writeBytes(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+    write(descriptor, bytes, count)
 }
 
 /// Reads a whole file; for small files and checks only.

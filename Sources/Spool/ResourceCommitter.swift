@@ -199,7 +199,8 @@ enum ResourceRows {
             case .failure(let error):
                 results.append(.failure(error))
             case .success(var run):
-                results.append(.success(try insert(item, run: run, connection: connection, now: now, identity: identity)))
+                results.append(
+                    .success(try insert(item, run: run, connection: connection, now: now, identity: identity)))
                 run.seq += 1
                 next[item.bundleID] = .success(run)
             }
@@ -278,4 +279,3 @@ enum ResourceRows {
             crc32c: item.crc32c, spooledAt: now)
     }
 }
-

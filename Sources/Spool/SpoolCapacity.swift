@@ -58,7 +58,8 @@ final class SpoolCapacity: Sendable {
                 var refusal = ""
                 for amount in bytes > minimum ? [bytes, minimum] : [minimum] {
                     if let maxSpoolBytes, usage + state.reserved + amount > maxSpoolBytes {
-                        refusal = "the spool holds \(usage + state.reserved) bytes and its limit maxSpoolBytes is "
+                        refusal =
+                            "the spool holds \(usage + state.reserved) bytes and its limit maxSpoolBytes is "
                             + "\(maxSpoolBytes)"
                         continue
                     }

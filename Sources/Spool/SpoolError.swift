@@ -37,6 +37,8 @@ public struct SpoolError: Error, Sendable, CustomStringConvertible {
         public static let schemaTooNew: Code = "schema-too-new"
         /// The spool's size limit or the disk's free-space floor was reached and stayed reached.
         public static let spoolFull: Code = "spool-full"
+        /// There is no spool at the path (and it was not to be created).
+        public static let spoolNotFound: Code = "spool-not-found"
         /// The bundle does not exist.
         public static let bundleNotFound: Code = "bundle-not-found"
         /// The bundle exists but no longer accepts resources (sealed, delivered or discarded).

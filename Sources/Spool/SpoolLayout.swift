@@ -28,7 +28,8 @@ public struct SpoolLayout: Sendable {
     /// - Throws: `SpoolError.spoolUnwritable` naming the path and the reason.
     static func prepare(_ path: String) throws -> SpoolLayout {
         guard !path.isEmpty else {
-            throw SpoolError(.spoolUnwritable, "the spool directory path is empty; pass --spool DIR or set PIPELINE_SPOOL_DIR")
+            throw SpoolError(
+                .spoolUnwritable, "the spool directory path is empty; pass --spool DIR or set PIPELINE_SPOOL_DIR")
         }
         let layout = SpoolLayout(root: absolutePath(path))
         try makeDirectories(layout.root)
@@ -55,6 +56,17 @@ public struct SpoolLayout: Sendable {
         }
         close(descriptor)
         return layout
+    }
+
+    /// Throws `spoolNotFound` unless `path` holds a spool index.
+    static func checkExists(_ path: String) throws {
+        var info = stat()
+        guard stat(path + "/spool.db", &info) == 0 else {
+            throw SpoolError(
+                .spoolNotFound,
+                "there is no spool at '\(absolutePath(path))'; check --spool or PIPELINE_SPOOL_DIR (a producer or "
+                    + "spool-put creates the spool)")
+        }
     }
 
     /// `mkdir -p` with private permissions; an existing directory is left as it is.

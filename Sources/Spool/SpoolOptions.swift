@@ -25,6 +25,9 @@ public struct SpoolOptions: Sendable {
     public var spoolFullWait: Duration = .seconds(30)
     /// How long an SQLite call waits for another process's lock before it fails.
     public var busyTimeout: Duration = .seconds(30)
+    /// Create the spool directory and index when missing. Operator tools turn this off, so that a mistyped path
+    /// is reported instead of becoming a new, empty spool.
+    public var createIfMissing = true
     /// The clock rows are stamped with.
     public var clock: any SpoolClock = SystemClock()
 
@@ -38,7 +41,8 @@ public struct SpoolOptions: Sendable {
         guard (0...Self.maximumInlineThresholdBytes).contains(inlineThresholdBytes) else {
             throw SpoolError(
                 .invalidConfiguration,
-                "inlineThresholdBytes \(inlineThresholdBytes) is out of range; use 0...\(Self.maximumInlineThresholdBytes)"
+                "inlineThresholdBytes \(inlineThresholdBytes) is out of range; use "
+                    + "0...\(Self.maximumInlineThresholdBytes)"
             )
         }
         if let maxSpoolBytes, maxSpoolBytes <= 0 {

@@ -122,9 +122,13 @@ extension SpoolStore {
                 try connection.queryFirst(
                     "SELECT COALESCE(SUM(size), 0) FROM resources WHERE payload_storage IN ('file', 'inline')"
                 ) { $0.int64(0) } ?? 0
-            let oldest = try connection.queryFirst(
-                "SELECT MIN(spooled_at) FROM resources WHERE state IN ('pending', 'uploading') AND kind = 'resource'"
-            ) { $0.optionalInt64(0) } ?? nil
+            let oldest =
+                try connection.queryFirst(
+                    """
+                    SELECT MIN(spooled_at) FROM resources
+                    WHERE state IN ('pending', 'uploading') AND kind = 'resource'
+                    """
+                ) { $0.optionalInt64(0) } ?? nil
             let failures = try connection.query(
                 """
                 SELECT COALESCE(last_error_code, 'unknown'), COUNT(*) FROM resources WHERE state = 'failed'

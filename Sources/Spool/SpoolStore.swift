@@ -43,6 +43,9 @@ public final class SpoolStore: Sendable {
     ///   (made by a newer build), `.corrupt` (not a spool index, or damaged), `.invalidConfiguration` (bad options).
     public static func open(_ directory: String, options: SpoolOptions = SpoolOptions()) throws -> SpoolStore {
         let options = try options.validated()
+        if !options.createIfMissing {
+            try SpoolLayout.checkExists(directory)
+        }
         let layout = try SpoolLayout.prepare(directory)
         let timeout = Int32(clamping: options.busyTimeout.milliseconds)
         let database = try SpoolDatabase(path: layout.databasePath, busyTimeoutMilliseconds: timeout)

@@ -101,8 +101,10 @@ public enum Validation {
             throw reject("has \(what) at position \(bad + 1); percent-encode it (e.g. %20)")
         }
         guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")), colon > 0, colon < bytes.count - 1,
-            bytes[0..<colon].allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-")
-                || $0 == UInt8(ascii: ".") }),
+            bytes[0..<colon].allSatisfy({
+                isAlphanumeric($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-")
+                    || $0 == UInt8(ascii: ".")
+            }),
             isAlphanumeric(bytes[0]) && !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[0])
         else {
             throw reject("is not an absolute URL; give it a scheme, e.g. https://example.com/path")
@@ -146,8 +148,10 @@ public enum Validation {
             let value = metadata[key]!
             let keyBytes = Array(key.utf8)
             guard !keyBytes.isEmpty, keyBytes.count <= maximumMetadataKeyBytes,
-                keyBytes.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_")
-                    || $0 == UInt8(ascii: "-") })
+                keyBytes.allSatisfy({
+                    isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_")
+                        || $0 == UInt8(ascii: "-")
+                })
             else {
                 throw SpoolError(
                     .invalidMetadata,

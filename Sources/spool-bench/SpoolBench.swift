@@ -66,7 +66,8 @@ struct WriteBenchmark: AsyncParsableCommand {
             let directory = try spool ?? makeTemporaryDirectory()
             defer { if !keep && spool == nil { try? FileManager.default.removeItem(atPath: directory) } }
 
-            let rawBefore = noRaw ? nil : try RawLimits.measure(in: directory, sequentialBytes: sequentialBytes(resourceBytes))
+            let rawBefore =
+                noRaw ? nil : try RawLimits.measure(in: directory, sequentialBytes: sequentialBytes(resourceBytes))
             let memoryBefore = ProcessMemory.current()
             let storage = try PipelineStorage(
                 directory: directory + "/target", spool: .directory(directory + "/spool"), spoolOptions: options)
@@ -82,7 +83,8 @@ struct WriteBenchmark: AsyncParsableCommand {
                         for index in 0..<share {
                             let begin = ContinuousClock.now
                             try await bundle.writeResource(
-                                url: "https://bench.example/w\(writer)/\(index)", contentType: "application/octet-stream",
+                                url: "https://bench.example/w\(writer)/\(index)",
+                                contentType: "application/octet-stream",
                                 statusCode: 200, stream: payload.chunks())
                             latencies.append((ContinuousClock.now - begin).seconds)
                         }
@@ -96,11 +98,13 @@ struct WriteBenchmark: AsyncParsableCommand {
             let elapsed = (ContinuousClock.now - started).seconds
             let memoryAfter = ProcessMemory.current()
             try await bundle.close()
-            let rawAfter = noRaw ? nil : try RawLimits.measure(in: directory, sequentialBytes: sequentialBytes(resourceBytes))
+            let rawAfter =
+                noRaw ? nil : try RawLimits.measure(in: directory, sequentialBytes: sequentialBytes(resourceBytes))
 
             let result = WriteResult(
                 spool: directory, size: resourceBytes, count: count, writers: writers,
-                durability: durability == "batched" ? "batched(\(Units.format(maxDelayMs, fractionDigits: 1))ms)" : "fsync",
+                durability: durability == "batched"
+                    ? "batched(\(Units.format(maxDelayMs, fractionDigits: 1))ms)" : "fsync",
                 seconds: elapsed, resourcesPerSecond: Double(count) / elapsed,
                 mibPerSecond: Double(resourceBytes) * Double(count) / 1_048_576 / elapsed,
                 latencyP50Ms: percentile(latencies, 0.50) * 1000, latencyP99Ms: percentile(latencies, 0.99) * 1000,
@@ -270,7 +274,8 @@ struct WriteResult: Encodable {
         var lines = [
             "spool-bench write: \(count) × \(Units.bytes(size)), \(writers) writer(s), \(durability)",
             "  resources/s   \(number(resourcesPerSecond, resourcesPerSecond < 100 ? 2 : 0))"
-                + (raw.map { "   (\(number(resourcesPerSecond / $0.fsyncWritesPerSecond, 2))× the fsync rate)" } ?? ""),
+                + (raw.map { "   (\(number(resourcesPerSecond / $0.fsyncWritesPerSecond, 2))× the fsync rate)" }
+                    ?? ""),
             "  MiB/s         \(number(mibPerSecond))"
                 + (raw.map { "   (\(number(mibPerSecond / $0.sequentialMibPerSecond, 2))× sequential write)" } ?? ""),
             "  latency       p50 \(number(latencyP50Ms, 2)) ms   p99 \(number(latencyP99Ms, 2)) ms   max "

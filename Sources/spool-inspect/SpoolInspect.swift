@@ -10,7 +10,7 @@ struct SpoolInspect: AsyncParsableCommand {
         commandName: "spool-inspect",
         abstract: "Show what a spool holds: pending, stuck and delivered resources.",
         discussion: """
-            Exit status: 0 success; 2 resource or bundle not found; 64 usage; 65 invalid input; 73 spool not \
+            Exit status: 0 success; 2 spool, resource or bundle not found; 64 usage; 65 invalid input; 73 spool not \
             writable or too new; 75 spool busy; 76 spool damaged; 1 other failure.
             """,
         subcommands: [Status.self, List.self, Show.self],
@@ -24,7 +24,11 @@ struct CommonOptions: ParsableArguments {
     @Flag(help: "Print JSON (a stable contract, see docs/JSON.md) instead of tables.")
     var json = false
 
-    func openSpool() throws -> SpoolStore { try SpoolStore.open(spoolDirectory.directory) }
+    func openSpool() throws -> SpoolStore {
+        var options = SpoolOptions()
+        options.createIfMissing = false
+        return try SpoolStore.open(spoolDirectory.directory, options: options)
+    }
 }
 
 extension SpoolInspect {
@@ -122,7 +126,8 @@ extension SpoolInspect {
                 let spool = try common.openSpool()
                 let now = spool.options.clock.nowMilliseconds()
                 let filter = ResourceFilter(
-                    state: state, bundleID: bundle, spooledBefore: olderThan.flatMap(Units.parseDuration).map { now - $0 },
+                    state: state, bundleID: bundle,
+                    spooledBefore: olderThan.flatMap(Units.parseDuration).map { now - $0 },
                     limit: limit, includeManifests: manifests)
                 let resources = try await spool.listResources(filter)
                 if common.json {
@@ -187,8 +192,11 @@ extension SpoolInspect {
                 ("size", "\(Units.bytes(resource.size)) (\(resource.size) bytes)"),
                 ("sha256", resource.sha256),
                 ("crc32c", String(resource.crc32c, radix: 16)),
-                ("payload", resource.payloadPath.map { "\(resource.payloadStorage.rawValue): \($0)" }
-                    ?? resource.payloadStorage.rawValue),
+                (
+                    "payload",
+                    resource.payloadPath.map { "\(resource.payloadStorage.rawValue): \($0)" }
+                        ?? resource.payloadStorage.rawValue
+                ),
                 ("attempts", String(resource.attempts)),
                 ("next attempt", time(resource.nextAttemptAt)),
                 ("lease", resource.leaseOwner.map { "\($0) until \(time(resource.leaseExpiresAt))" } ?? "-"),

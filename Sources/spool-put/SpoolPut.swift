@@ -74,7 +74,8 @@ struct SpoolPut: AsyncParsableCommand {
             let bundleID = bundle ?? PipelineStorage.newBundleID()
             if sealOnly {
                 let record = try await spool.sealBundle(bundleID)
-                try report(PutResult(resource: nil, bundleID: bundleID, sealed: true, resourceCount: record.resourceCount))
+                try report(
+                    PutResult(resource: nil, bundleID: bundleID, sealed: true, resourceCount: record.resourceCount))
                 return
             }
             let (destinationID, prefix) = try await resolveDestination(spool: spool, bundleID: bundleID)

@@ -29,7 +29,8 @@ struct ToolTests {
             _ = FileManager.default.createFile(atPath: file, contents: Data(bytes))
             // The bundle exists: no destination needed the second time.
             let second = try runTool(
-                "spool-put", ["--spool", spool, "--bundle", "b-1", "--url", "https://example.com/p.bin", file, "--seal"])
+                "spool-put",
+                ["--spool", spool, "--bundle", "b-1", "--url", "https://example.com/p.bin", file, "--seal"])
             #expect(second.status == 0, "\(second.stderr)")
             #expect(second.stdout.contains("spooled resource 2: bundle b-1 seq 2"))
             #expect(second.stdout.contains("key data/b-1/000002-p.bin"))
@@ -47,7 +48,8 @@ struct ToolTests {
 
             let human = try runTool("spool-inspect", ["--spool", spool])
             #expect(human.status == 0)
-            #expect(human.stdout.split(separator: "\n").contains { $0.hasPrefix("pending ") && $0.hasSuffix(" 293 KiB") })
+            #expect(
+                human.stdout.split(separator: "\n").contains { $0.hasPrefix("pending ") && $0.hasSuffix(" 293 KiB") })
             #expect(human.stdout.contains("Markers:       1 _bundle.json waiting"))
 
             let list = try runTool("spool-inspect", ["list", "--spool", spool, "--state", "pending"])
@@ -56,7 +58,8 @@ struct ToolTests {
             #expect(list.stdout.contains("data/b-1/000002-p.bin"))
             #expect(!list.stdout.contains("_bundle.json"))
             let listJSON = try runTool("spool-inspect", ["list", "--spool", spool, "--json", "--limit", "1"])
-            let rows = try #require(try JSONSerialization.jsonObject(with: Data(listJSON.stdout.utf8)) as? [[String: Any]])
+            let rows = try #require(
+                try JSONSerialization.jsonObject(with: Data(listJSON.stdout.utf8)) as? [[String: Any]])
             #expect(rows.count == 1)
             #expect(rows.first?["metadata"] as? [String: String] == ["fetched-by": "worker-7"])
 
@@ -66,7 +69,8 @@ struct ToolTests {
             #expect(showLines.contains { $0.hasPrefix("url ") && $0.hasSuffix(" https://example.com/a/hello.txt") })
             #expect(showLines.contains { $0.hasPrefix("meta fetched-by ") && $0.hasSuffix(" worker-7") })
             #expect(show.stdout.contains("resource.spooled"))
-            let showJSON = try jsonObject(try runTool("spool-inspect", ["show", "2", "--spool", spool, "--json"]).stdout)
+            let showJSON = try jsonObject(
+                try runTool("spool-inspect", ["show", "2", "--spool", spool, "--json"]).stdout)
             #expect((showJSON["resource"] as? [String: Any])?["size"] as? Int == 300_000)
             #expect((showJSON["events"] as? [Any])?.isEmpty == false)
         }
@@ -90,7 +94,8 @@ struct ToolTests {
             #expect(badURL.stderr.contains("'not a url'"))
 
             let badBucket = try runTool(
-                "spool-put", ["--spool", spool, "--bundle", "b", "--url", "https://x.example/", "--bucket", "Bad_Bucket"],
+                "spool-put",
+                ["--spool", spool, "--bundle", "b", "--url", "https://x.example/", "--bucket", "Bad_Bucket"],
                 stdin: Data("x".utf8))
             #expect(badBucket.status == 65)
             #expect(badBucket.stderr.contains("'Bad_Bucket'"))
@@ -107,9 +112,17 @@ struct ToolTests {
 
             let underFile = directory + "/plain-file"
             _ = FileManager.default.createFile(atPath: underFile, contents: Data())
-            let unwritable = try runTool("spool-inspect", ["status", "--spool", underFile + "/spool"])
+            let unwritable = try runTool(
+                "spool-put", ["--spool", underFile + "/spool", "--url", "https://x.example/", "--bucket", "bkt"],
+                stdin: Data("x".utf8))
             #expect(unwritable.status == 73)
             #expect(unwritable.stderr.contains(underFile))
+
+            // An operator tool never creates a spool: a mistyped path is reported.
+            let mistyped = try runTool("spool-inspect", ["status", "--spool", directory + "/no-such-spool"])
+            #expect(mistyped.status == 2)
+            #expect(mistyped.stderr.contains("there is no spool at '\(directory)/no-such-spool'"))
+            #expect(!FileManager.default.fileExists(atPath: directory + "/no-such-spool"))
 
             // Nothing was spooled by any of the failures.
             let status = try jsonObject(try runTool("spool-inspect", ["status", "--spool", spool, "--json"]).stdout)
@@ -121,7 +134,8 @@ struct ToolTests {
     @Test("spool-bench write reports rates beside the raw limits")
     func benchWrite() throws {
         let result = try runTool(
-            "spool-bench", ["write", "--size", "4KiB", "--count", "200", "--writers", "4", "--durability", "batched", "--json"])
+            "spool-bench",
+            ["write", "--size", "4KiB", "--count", "200", "--writers", "4", "--durability", "batched", "--json"])
         #expect(result.status == 0, "\(result.stderr)")
         let json = try jsonObject(result.stdout)
         #expect(json["count"] as? Int == 200)

@@ -57,7 +57,8 @@ import Testing
             let storage = try spool.storage()
             let id = PipelineStorage.newBundleID()
             let written = try await storage.withBundle(id) { bundle in
-                try await bundle.writeResource(url: "https://e.com/x.txt", contentType: "text/plain", statusCode: 200, bytes: [1])
+                try await bundle.writeResource(
+                    url: "https://e.com/x.txt", contentType: "text/plain", statusCode: 200, bytes: [1])
             }
             #expect(written.objectKey == "data/\(id)/000001-x.txt")
         }

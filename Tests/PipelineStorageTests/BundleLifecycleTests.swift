@@ -61,7 +61,8 @@ import Glibc
             #expect(bundle.state == .open)
             #expect(bundle.resourceCount == 1)
             #expect(bundle.writerPID == Int(getpid()))
-            let rows = try await storage.spool.listResources(ResourceFilter(bundleID: "left-open", includeManifests: true))
+            let rows = try await storage.spool.listResources(
+                ResourceFilter(bundleID: "left-open", includeManifests: true))
             #expect(rows.map(\.kind) == [.resource])
             #expect(try await storage.spool.payloadBytes(of: rows[0].id) == [1, 2, 3])
 
@@ -80,7 +81,8 @@ import Glibc
         try await withTemporarySpool { spool in
             let storage = try spool.storage()
             let bundle = try await storage.openBundle("closed")
-            try await bundle.writeResource(url: "https://e.com/1", contentType: "text/plain", statusCode: 200, bytes: [1])
+            try await bundle.writeResource(
+                url: "https://e.com/1", contentType: "text/plain", statusCode: 200, bytes: [1])
             try await bundle.close()
             // Closing twice does nothing.
             try await bundle.close()
@@ -105,7 +107,8 @@ import Glibc
         try await withTemporarySpool { spool in
             let storage = try spool.storage()
             _ = try await storage.withBundle("done-with") { bundle in
-                try await bundle.writeResource(url: "https://e.com/1", contentType: "text/plain", statusCode: 200, bytes: [1])
+                try await bundle.writeResource(
+                    url: "https://e.com/1", contentType: "text/plain", statusCode: 200, bytes: [1])
             }
             await expectSpoolError(.bundleNotOpen, mentioning: ["'done-with'", "sealed"]) {
                 _ = try await storage.openBundle("done-with")
@@ -124,7 +127,8 @@ import Glibc
             let storage = try spool.storage()
             let first = try await storage.openBundle("shared")
             let second = try await storage.openBundle("shared")
-            try await first.writeResource(url: "https://e.com/1", contentType: "text/plain", statusCode: 200, bytes: [1])
+            try await first.writeResource(
+                url: "https://e.com/1", contentType: "text/plain", statusCode: 200, bytes: [1])
             try await first.close()
 
             // The second writer does not know the bundle was sealed: the commit refuses it, and its payload file

@@ -12,10 +12,16 @@ import Testing
         let small = testBytes(500, seed: 1)
         let large = testBytes(200_000, seed: 2)
         return [
-            (try await bundle.writeResource(url: "https://e.com/small", contentType: "text/plain", statusCode: 200,
-                                            bytes: small), small),
-            (try await bundle.writeResource(url: "https://e.com/large", contentType: "text/plain", statusCode: 200,
-                                            bytes: large), large),
+            (
+                try await bundle.writeResource(
+                    url: "https://e.com/small", contentType: "text/plain", statusCode: 200,
+                    bytes: small), small
+            ),
+            (
+                try await bundle.writeResource(
+                    url: "https://e.com/large", contentType: "text/plain", statusCode: 200,
+                    bytes: large), large
+            ),
         ]
     }
 

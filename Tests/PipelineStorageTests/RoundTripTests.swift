@@ -30,7 +30,8 @@ import Glibc
     func writtenResourcesReadBackExactly(overload: Overload, size: Int) async throws {
         try await withTemporarySpool { spool in
             let storage = try spool.storage(prefix: "data/")
-            let bytes = testBytes(size, seed: UInt64(size) &* 1_000 &+ UInt64(Overload.allCases.firstIndex(of: overload)!))
+            let bytes = testBytes(
+                size, seed: UInt64(size) &* 1_000 &+ UInt64(Overload.allCases.firstIndex(of: overload)!))
             let url = "https://example.com/a/data.json?x=1"
             let metadata = [
                 "fetched-by": "worker-7", "size": String(size), "unicode": "grüße, 東京",
@@ -187,7 +188,8 @@ import Glibc
             options.maxConcurrentUploads = 3
             let storage = try spool.storage(options: options)
             _ = try await storage.withBundle("b") { bundle in
-                try await bundle.writeResource(url: "https://e.com/x", contentType: "text/plain", statusCode: 200, bytes: [])
+                try await bundle.writeResource(
+                    url: "https://e.com/x", contentType: "text/plain", statusCode: 200, bytes: [])
             }
             let destinations = try await storage.spool.destinations()
             #expect(destinations.count == 1)

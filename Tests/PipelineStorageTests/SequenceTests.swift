@@ -35,7 +35,9 @@ import Testing
                 return written
             }
             #expect(written.map(\.seq) == Array(1...50))
-            #expect(written.map(\.objectKey) == (1...50).map { String(format: "data/sequential/%06d-item-%d.json", $0, $0) })
+            #expect(
+                written.map(\.objectKey) == (1...50).map { String(format: "data/sequential/%06d-item-%d.json", $0, $0) }
+            )
             let listed = try await resources(of: "sequential", in: storage)
             #expect(listed.map(\.seq) == Array(1...50))
             #expect(listed.map(\.url) == (1...50).map { "https://example.com/item-\($0).json" })
@@ -114,10 +116,16 @@ import Testing
             var seqsA: [Int] = []
             var seqsB: [Int] = []
             for index in 0..<5 {
-                seqsA.append(try await a.writeResource(url: "https://e.com/a\(index)", contentType: "text/plain",
-                                                       statusCode: 200, bytes: [UInt8(index)]).seq)
-                seqsB.append(try await b.writeResource(url: "https://e.com/b\(index)", contentType: "text/plain",
-                                                       statusCode: 200, bytes: [UInt8(index)]).seq)
+                seqsA.append(
+                    try await a.writeResource(
+                        url: "https://e.com/a\(index)", contentType: "text/plain",
+                        statusCode: 200, bytes: [UInt8(index)]
+                    ).seq)
+                seqsB.append(
+                    try await b.writeResource(
+                        url: "https://e.com/b\(index)", contentType: "text/plain",
+                        statusCode: 200, bytes: [UInt8(index)]
+                    ).seq)
             }
             #expect(seqsA == Array(1...5))
             #expect(seqsB == Array(1...5))

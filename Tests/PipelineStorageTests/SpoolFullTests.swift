@@ -20,14 +20,20 @@ import Testing
         for index in 0..<2 {
             let bytes = testBytes(256 << 10, seed: UInt64(index))
             written.append(
-                (try await bundle.writeResource(url: "https://e.com/file-\(index)", contentType: "application/octet-stream",
-                                                statusCode: 200, bytes: bytes), bytes))
+                (
+                    try await bundle.writeResource(
+                        url: "https://e.com/file-\(index)", contentType: "application/octet-stream",
+                        statusCode: 200, bytes: bytes), bytes
+                ))
         }
         for index in 0..<8 {
             let bytes = testBytes(64 << 10, seed: UInt64(100 + index))
             written.append(
-                (try await bundle.writeResource(url: "https://e.com/inline-\(index)", contentType: "application/octet-stream",
-                                                statusCode: 200, bytes: bytes), bytes))
+                (
+                    try await bundle.writeResource(
+                        url: "https://e.com/inline-\(index)", contentType: "application/octet-stream",
+                        statusCode: 200, bytes: bytes), bytes
+                ))
         }
         return written
     }
@@ -42,7 +48,9 @@ import Testing
 
             let clock = ContinuousClock()
             let start = clock.now
-            await expectSpoolError(.spoolFull, mentioning: ["maxSpoolBytes", "\(Self.limit)", "'https://e.com/one-more'"]) {
+            await expectSpoolError(
+                .spoolFull, mentioning: ["maxSpoolBytes", "\(Self.limit)", "'https://e.com/one-more'"]
+            ) {
                 try await bundle.writeResource(
                     url: "https://e.com/one-more", contentType: "application/octet-stream", statusCode: 200,
                     stream: chunkStream(oddChunks(testBytes(nextSize, seed: 999))))

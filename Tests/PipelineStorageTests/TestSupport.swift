@@ -22,7 +22,8 @@ struct TemporarySpool {
     var databasePath: String { path + "/spool.db" }
 
     init() throws {
-        base = FileManager.default.temporaryDirectory
+        base =
+            FileManager.default.temporaryDirectory
             .appendingPathComponent("pipeline-storage-tests-\(UUID().uuidString)", isDirectory: true).path
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
     }

@@ -140,7 +140,8 @@ import Testing
     ])
     func invalidContentTypes(contentType: String, fragments: [String]) async throws {
         try await expectWriteRefused(.invalidContentType, fragments) { bundle, stream in
-            try await bundle.writeResource(url: "https://e.com/x", contentType: contentType, statusCode: 200, stream: stream)
+            try await bundle.writeResource(
+                url: "https://e.com/x", contentType: contentType, statusCode: 200, stream: stream)
         }
     }
 
@@ -148,12 +149,14 @@ import Testing
         try await withTemporarySpool { spool in
             let storage = try spool.storage()
             let types = [
-                "application/json", "text/html; charset=utf-8", "text/html;charset=\"utf-8\"", "application/vnd.api+json",
+                "application/json", "text/html; charset=utf-8", "text/html;charset=\"utf-8\"",
+                "application/vnd.api+json",
                 "multipart/form-data; boundary=----x; charset=utf-8", "text/plain;",
             ]
             try await storage.withBundle("b") { bundle in
                 for type in types {
-                    try await bundle.writeResource(url: "https://e.com/x", contentType: type, statusCode: 200, bytes: [1])
+                    try await bundle.writeResource(
+                        url: "https://e.com/x", contentType: type, statusCode: 200, bytes: [1])
                 }
             }
             #expect(try await resources(of: "b", in: storage).map(\.contentType) == types)
@@ -173,7 +176,8 @@ import Testing
             let storage = try spool.storage()
             try await storage.withBundle("b") { bundle in
                 for code in [100, 599] {
-                    try await bundle.writeResource(url: "https://e.com/x", contentType: "text/plain", statusCode: code, bytes: [])
+                    try await bundle.writeResource(
+                        url: "https://e.com/x", contentType: "text/plain", statusCode: code, bytes: [])
                 }
             }
             #expect(try await resources(of: "b", in: storage).map(\.statusCode) == [100, 599])
@@ -299,7 +303,8 @@ import Testing
             }
             // The same checks guard the file:// target.
             await expectSpoolError(.invalidConfiguration, mentioning: ["maxConcurrentUploads 0"]) {
-                _ = try PipelineStorage(directory: spool.base + "/out", options: noUploads, spool: .directory(spool.path))
+                _ = try PipelineStorage(
+                    directory: spool.base + "/out", options: noUploads, spool: .directory(spool.path))
             }
             #expect(!fileExists(spool.path))
         }

@@ -35,8 +35,9 @@ import Glibc
             #expect(recorded.map { $0[1] } == EmbeddedSchema.migrations.map { $0.name })
             // The first migration's tables are there.
             let tables = try raw.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").map { $0[0] }
-            for table in ["audit_events", "bundles", "counters", "destinations", "payloads", "resource_parts", "resources"]
-            {
+            for table in [
+                "audit_events", "bundles", "counters", "destinations", "payloads", "resource_parts", "resources",
+            ] {
                 #expect(tables.contains(table), "\(table)")
             }
         }
@@ -90,7 +91,8 @@ import Glibc
             }
             #expect(try SchemaMigrator.appliedVersion(connection) == 2)
             let three = try connection.queryFirst(
-                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'three'") { $0.int(0) }
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'three'"
+            ) { $0.int(0) }
             #expect(three == 0)
 
             // A build that knows only version 1 refuses the version-2 index.
@@ -154,7 +156,9 @@ import Glibc
             let root = base + "/spool"
             var tooLargeInline = SpoolOptions()
             tooLargeInline.inlineThresholdBytes = SpoolOptions.maximumInlineThresholdBytes + 1
-            await expectSpoolError(.invalidConfiguration, mentioning: ["\(SpoolOptions.maximumInlineThresholdBytes + 1)"]) {
+            await expectSpoolError(
+                .invalidConfiguration, mentioning: ["\(SpoolOptions.maximumInlineThresholdBytes + 1)"]
+            ) {
                 _ = try SpoolStore.open(root, options: tooLargeInline)
             }
             var zeroLimit = SpoolOptions()

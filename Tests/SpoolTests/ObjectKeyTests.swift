@@ -22,8 +22,10 @@ import Testing
         #expect(ObjectKey.name(fromURL: url) == expected)
     }
 
-    @Test(arguments: ["https://e.com/..", "https://e.com/.", "https://e.com/.hidden", "https://e.com/a/...json",
-                      "https://e.com/%2E%2E", "https://e.com/x..y"])
+    @Test(arguments: [
+        "https://e.com/..", "https://e.com/.", "https://e.com/.hidden", "https://e.com/a/...json",
+        "https://e.com/%2E%2E", "https://e.com/x..y",
+    ])
     func derivedNamesNeverNavigate(url: String) throws {
         let name = ObjectKey.name(fromURL: url)
         #expect(!name.contains(".."))
@@ -62,7 +64,9 @@ import Testing
 
     /// Whatever the URL, the derived name is a valid resource name.
     @Test func everyDerivedNameIsAValidResourceName() throws {
-        let pieces = ["a", ".", "..", "%2E", "%2F", "/", "?", "#", "%", "%zz", "é", " ", "b.c", "~", "=", "%00", "\u{1F600}"]
+        let pieces = [
+            "a", ".", "..", "%2E", "%2F", "/", "?", "#", "%", "%zz", "é", " ", "b.c", "~", "=", "%00", "\u{1F600}",
+        ]
         var generatorState: UInt64 = 0x0B_1EC7
         func nextIndex(_ bound: Int) -> Int {
             generatorState = generatorState &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
@@ -85,8 +89,10 @@ import Testing
         #expect(ObjectKey.manifest(prefix: "data/", bundleID: "b1") == "data/b1/_bundle.json")
     }
 
-    @Test(arguments: [("data", "data/"), ("data/", "data/"), ("/data//", "data/"), ("a//b///c", "a/b/c/"),
-                      ("", ""), ("/", ""), ("///", "")])
+    @Test(arguments: [
+        ("data", "data/"), ("data/", "data/"), ("/data//", "data/"), ("a//b///c", "a/b/c/"),
+        ("", ""), ("/", ""), ("///", ""),
+    ])
     func prefixNormalisation(prefix: String, expected: String) throws {
         #expect(try ObjectKey.normalizePrefix(prefix) == expected)
     }

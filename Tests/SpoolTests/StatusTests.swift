@@ -112,7 +112,8 @@ import Glibc
             #expect(try await store.listResources(ResourceFilter(bundleID: "open-1")).map(\.id) == open.map(\.id))
             #expect(try await store.listResources(ResourceFilter(bundleID: "no-such-bundle")).isEmpty)
 
-            #expect(try await store.listResources(ResourceFilter(limit: 2)).map(\.id) == Array(sealed.prefix(2)).map(\.id))
+            #expect(
+                try await store.listResources(ResourceFilter(limit: 2)).map(\.id) == Array(sealed.prefix(2)).map(\.id))
             #expect(try await store.listResources(ResourceFilter(limit: 0)).isEmpty)
 
             let withManifests = try await store.listResources(ResourceFilter(includeManifests: true))
@@ -185,8 +186,10 @@ import Glibc
             #expect(first.writerPID == nil)
             let again = try await spool.store.sealBundle("open-1")
             #expect(again == first)
-            let manifests = try await spool.store.listResources(ResourceFilter(bundleID: "open-1", includeManifests: true))
-                .filter { $0.kind == .manifest }
+            let manifests = try await spool.store.listResources(
+                ResourceFilter(bundleID: "open-1", includeManifests: true)
+            )
+            .filter { $0.kind == .manifest }
             #expect(manifests.count == 1)
             await expectSpoolError(.bundleNotFound, mentioning: ["'missing'"]) {
                 try await spool.store.sealBundle("missing")
