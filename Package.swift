@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 //
 // PipelineStorage: producers append to a durable local spool; `spool-drain` delivers it to S3 exactly once.
-// Dependency arrows point one way: executables → PipelineStorage → Spool → Hashing → C targets.
+// Dependency arrows point one way: executables → PipelineStorage/Drain → Spool and S3 → Hashing → C targets.
 // `PipelineStorage` never imports a networking module: the writer cannot touch the network by construction.
 import PackageDescription
 
@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .library(name: "PipelineStorage", targets: ["PipelineStorage"]),
         .library(name: "Spool", targets: ["Spool"]),
+        .library(name: "S3", targets: ["S3"]),
         .executable(name: "spool-put", targets: ["spool-put"]),
         .executable(name: "spool-inspect", targets: ["spool-inspect"]),
         .executable(name: "spool-bench", targets: ["spool-bench"]),
@@ -34,6 +35,9 @@ let package = Package(
 
         // Digests and checksums behind a small Swift surface; the only importer of COpenSSL.
         .target(name: "Hashing", dependencies: ["COpenSSL", "CCRC32C"]),
+
+        // SigV4, credentials, the libcurl transport and the S3 operations. Knows nothing of the spool.
+        .target(name: "S3", dependencies: ["CCurl", "Hashing"]),
 
         // The durable spool: SQLite index, payload files, states, claims, audit. No networking.
         .target(
@@ -82,6 +86,7 @@ let package = Package(
             path: "Sources/EmbedSchemaPlugin"),
 
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
+        .testTarget(name: "S3Tests", dependencies: ["S3", "Hashing"], exclude: ["testdata"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "Hashing", "CSQLite"]),
         .testTarget(name: "PipelineStorageTests", dependencies: ["PipelineStorage", "Spool", "Hashing"]),
         .testTarget(

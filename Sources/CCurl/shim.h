@@ -30,6 +30,11 @@ static inline CURLcode pipeline_curl_easy_setopt_xferinfo_callback(
     CURL *handle, CURLoption option, pipeline_curl_xferinfo_callback value) {
     return curl_easy_setopt(handle, option, value);
 }
+typedef int (*pipeline_curl_seek_callback)(void *context, curl_off_t offset, int origin);
+static inline CURLcode pipeline_curl_easy_setopt_seek_callback(
+    CURL *handle, CURLoption option, pipeline_curl_seek_callback value) {
+    return curl_easy_setopt(handle, option, value);
+}
 static inline CURLcode pipeline_curl_easy_getinfo_long(CURL *handle, CURLINFO info, long *value) {
     return curl_easy_getinfo(handle, info, value);
 }
