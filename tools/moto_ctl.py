@@ -2,7 +2,7 @@
 
 Run it with the venv's python (tools/moto does that; tools/setup creates the venv):
 
-    .venv/bin/python tools/moto_ctl.py start [--port P] [--dir D]
+    .venv/bin/python tools/moto_ctl.py start [--port P] [--dir D] [--parent-pid PID]
     .venv/bin/python tools/moto_ctl.py stop (--dir D | --pid PID)
     .venv/bin/python tools/moto_ctl.py selftest
 
@@ -12,7 +12,8 @@ port), waits until it answers HTTP, creates an IAM user with an allow-everything
 key, then turns authentication on so that from then on every request must be SigV4-signed with that
 key. It prints shell `export` lines (credentials, endpoint, pid, port) on stdout and writes them to
 <dir>/env; the server's output goes to <dir>/moto.log. Without --dir a new temporary directory is used
-(printed as MOTO_DIR). Nothing binds to anything but 127.0.0.1.
+(printed as MOTO_DIR). Nothing binds to anything but 127.0.0.1. With --parent-pid the server exits
+within a second of that process ending (e.g. the test process that started it, killed or not).
 
 How moto's authentication is switched (moto 5.2.5, moto/core/authorization.py and
 moto/moto_api/_internal/responses.py): every AWS action first calls
@@ -153,14 +154,20 @@ def tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-def spawn(port: int, run_dir: Path) -> subprocess.Popen:
+def spawn(port: int, run_dir: Path, parent_pid: int | None = None) -> subprocess.Popen:
     log_path = run_dir / "moto.log"
+    extra = []
+    if parent_pid is not None:
+        if os.environ.get("MOTO_SERVER_BIN"):
+            log("--parent-pid is ignored with MOTO_SERVER_BIN (only tools/moto_server.py knows it)")
+        else:
+            extra = ["--parent-pid", str(parent_pid)]
     env = dict(os.environ)
     # The launcher decides when auth starts; a stray setting in the environment must not.
     env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
     with open(log_path, "ab") as logf:
         return subprocess.Popen(
-            [*server_command(), "-H", HOST, "-p", str(port)],
+            [*server_command(), "-H", HOST, "-p", str(port), *extra],
             stdin=subprocess.DEVNULL,
             stdout=logf,
             stderr=subprocess.STDOUT,
@@ -189,7 +196,7 @@ def create_test_credentials(endpoint: str) -> tuple[str, str]:
     return key["AccessKeyId"], key["SecretAccessKey"]
 
 
-def start(port: int, run_dir: Path | None) -> dict[str, str]:
+def start(port: int, run_dir: Path | None, parent_pid: int | None = None) -> dict[str, str]:
     if run_dir is None:
         run_dir = Path(tempfile.mkdtemp(prefix="moto."))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -203,7 +210,7 @@ def start(port: int, run_dir: Path | None) -> dict[str, str]:
         chosen = port or free_port()
         endpoint = f"http://{HOST}:{chosen}"
         log_offset = log_path.stat().st_size if log_path.exists() else 0
-        proc = spawn(chosen, run_dir)
+        proc = spawn(chosen, run_dir, parent_pid)
         try:
             wait_ready(endpoint, proc, log_path, log_offset)
             break
@@ -382,12 +389,22 @@ def selftest() -> int:
     return 0
 
 
+def ignore_proxy_settings() -> None:
+    """Everything here talks to 127.0.0.1: never through an HTTP proxy from the environment (urllib
+    and boto3 would otherwise send even 127.0.0.1 requests to it, and moto_server inherits this)."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        os.environ.pop(name, None)
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+
+
 def main() -> int:
+    ignore_proxy_settings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_start = sub.add_parser("start", help="start a server; prints export lines")
     p_start.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: pick a free one)")
     p_start.add_argument("--dir", type=Path, help="where to put env, pid and moto.log")
+    p_start.add_argument("--parent-pid", type=int, help="the server exits when this process ends")
     p_stop = sub.add_parser("stop", help="stop a server started by start")
     who = p_stop.add_mutually_exclusive_group(required=True)
     who.add_argument("--dir", type=Path, help="the --dir it was started with")
@@ -397,7 +414,7 @@ def main() -> int:
 
     if args.command == "start":
         try:
-            env = start(args.port, args.dir)
+            env = start(args.port, args.dir, args.parent_pid)
         except Exception as e:  # noqa: BLE001 — one clear line for the calling script
             log(f"start failed: {e}")
             return 1

@@ -1,8 +1,11 @@
 """moto_server.py — moto's `moto_server` command with one fix: unsigned requests get 403, not 500.
 
-Usage (tools/moto_ctl.py starts it this way; the arguments are moto_server's own):
+Usage (tools/moto_ctl.py starts it this way; the arguments are moto_server's own, plus one):
 
-    .venv/bin/python tools/moto_server.py -H 127.0.0.1 -p PORT
+    .venv/bin/python tools/moto_server.py -H 127.0.0.1 -p PORT [--parent-pid PID]
+
+--parent-pid PID: exit within a second of process PID ending (a watchdog thread polls it), so that a
+server started for a test process does not outlive it even when that process is killed.
 
 Why: with authentication on (see /moto-api/reset-auth in moto_ctl.py), moto 5.2.5 reads the
 Authorization header unconditionally (moto/iam/access_control.py, IAMRequestBase.__init__:
@@ -17,7 +20,11 @@ cannot check them with auth on and still answers 500. The tests should sign with
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
+import time
 
 from moto.core.exceptions import _RESTError
 from moto.iam import access_control
@@ -45,7 +52,67 @@ def _init(self, account_id, method, path, data, body, headers, action):  # type:
 
 access_control.IAMRequestBase.__init__ = _init  # type: ignore[method-assign]
 
+
+def _process_identity(pid: int):
+    """Something that changes when `pid` ends (its start time in /proc), or None once it has ended."""
+    if os.path.isdir("/proc/self"):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return None if fields[0] in ("Z", "X") else fields[19]  # state, starttime
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return True
+
+
+def watch_parent(pid: int) -> None:
+    """Exit this process within a second of process `pid` ending (same as in tools/faultproxy.py)."""
+    identity = _process_identity(pid)
+    if identity is None:
+        print(f"moto_server: parent process {pid} is not running; exiting", file=sys.stderr, flush=True)
+        os._exit(0)
+
+    def run() -> None:
+        while True:
+            time.sleep(1)
+            if _process_identity(pid) != identity:
+                print(f"moto_server: parent process {pid} ended; exiting", file=sys.stderr, flush=True)
+                os._exit(0)
+
+    threading.Thread(target=run, name="parent-watchdog", daemon=True).start()
+
+
+def _take_parent_pid(argv: list[str]) -> tuple[int | None, list[str]]:
+    """Remove `--parent-pid PID` / `--parent-pid=PID` from argv (moto_server does not know it)."""
+    rest, pid = [], None
+    args = iter(argv)
+    for arg in args:
+        if arg == "--parent-pid":
+            value = next(args, None)
+        elif arg.startswith("--parent-pid="):
+            value = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+            continue
+        if value is None or not value.isdigit():
+            sys.exit("moto_server.py: --parent-pid needs a process id")
+        pid = int(value)
+    return pid, rest
+
+
 if __name__ == "__main__":
     from moto.server import main
 
-    sys.exit(main())
+    # A blocked signal mask survives exec, and a Swift test process starts its children from dispatch threads,
+    # which block everything: without this, SIGTERM (tools/moto stop, the tests' exit hook) would stay pending.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+    parent_pid, argv = _take_parent_pid(sys.argv[1:])
+    if parent_pid is not None:
+        watch_parent(parent_pid)
+    sys.exit(main(argv))

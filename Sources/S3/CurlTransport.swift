@@ -276,6 +276,13 @@ final class CurlEasy: @unchecked Sendable {
 
     deinit { curl_easy_cleanup(handle) }
 
+    /// `NO_PROXY` from the environment plus the loopback names.
+    static let noProxyHosts: String = {
+        let environment = ProcessInfo.processInfo.environment
+        let configured = environment["NO_PROXY"] ?? environment["no_proxy"] ?? ""
+        return ([configured] + ["localhost", "127.0.0.1", "::1"]).filter { !$0.isEmpty }.joined(separator: ",")
+    }()
+
     var errorMessage: String {
         String(decoding: errorBuffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
@@ -294,6 +301,11 @@ final class CurlEasy: @unchecked Sendable {
         results.append(pipeline_curl_easy_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https"))
         results.append(pipeline_curl_easy_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
         results.append(pipeline_curl_easy_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0))
+        // Environment proxies (HTTPS_PROXY, ...) are honoured as the AWS SDKs do, but loopback never goes through
+        // one: a local test server or fault proxy must be reached directly.
+        results.append(pipeline_curl_easy_setopt_string(handle, CURLOPT_NOPROXY, CurlEasy.noProxyHosts))
+        // Send the path exactly as signed: curl would otherwise squash "/./" and "/../" in object keys.
+        results.append(pipeline_curl_easy_setopt_long(handle, CURLOPT_PATH_AS_IS, 1))
         results.append(pipeline_curl_easy_setopt_long(handle, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1)))
         // TLS: verification is always on; only the trust anchors can be changed.
         results.append(pipeline_curl_easy_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 1))

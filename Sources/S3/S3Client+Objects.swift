@@ -324,6 +324,21 @@ extension S3Client {
         return (response.body, ObjectMetadata(response: response))
     }
 
+    /// An object's tags (GetObjectTagging).
+    ///
+    /// - Throws: `S3Error` `NoSuchKey`.
+    public func getObjectTagging(bucket: String, key: String) async throws -> [String: String] {
+        try Self.checkKey(key, operation: "GetObjectTagging")
+        let response = try await send(
+            Operation(name: "GetObjectTagging", method: "GET", bucket: bucket, key: key, query: [("tagging", "")]))
+        let root = try parseXML(response, operation: "GetObjectTagging")
+        var tags: [String: String] = [:]
+        for tag in root.child("TagSet")?.children("Tag") ?? [] {
+            if let key = tag.string("Key") { tags[key] = tag.string("Value") ?? "" }
+        }
+        return tags
+    }
+
     /// Deletes an object, or one version of it (DeleteObject). Deleting a missing key succeeds, as in S3.
     ///
     /// - Throws: `S3Error`.
