@@ -1,4 +1,5 @@
 import Foundation
+import Hashing
 import Synchronization
 import Testing
 
@@ -241,6 +242,29 @@ struct S3ClientBehaviourTests {
         #expect(!request.headers.contains { $0.value.contains("secret") })
         let authorization = try #require(request.headers.first { $0.name.lowercased() == "authorization" }?.value)
         #expect(authorization.hasPrefix("AWS4-HMAC-SHA256 Credential=AKID/"))
+    }
+
+    @Test("UNSIGNED-PAYLOAD only over TLS and only with a checksum; otherwise the body's SHA-256 is signed")
+    func unsignedPayloadRules() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("unsigned-\(UUID().uuidString)").path
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("abc".utf8)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        func contentSHA(endpoint: String, checksums: BodyChecksums) async throws -> String? {
+            let transport = ScriptedTransport([])
+            let client = S3Client(
+                configuration: S3Configuration(region: "us-east-1", endpoint: endpoint),
+                credentials: StaticCredentialsProvider(AWSCredentials(accessKeyID: "AKID", secretAccessKey: "s")),
+                transport: transport)
+            var put = PutObjectRequest(bucket: "bkt", key: "k", body: .file(path: path, offset: 0, length: 3))
+            put.checksums = checksums
+            try await client.putObject(put)
+            return transport.requests.first?.headers.first { $0.name.lowercased() == "x-amz-content-sha256" }?.value
+        }
+        let abc = SHA256Hasher.hexDigest(Array("abc".utf8))
+        let crc = BodyChecksums(crc32c: CRC32C.checksum(Array("abc".utf8)))
+        #expect(try await contentSHA(endpoint: "https://s3.example.com", checksums: crc) == "UNSIGNED-PAYLOAD")
+        #expect(try await contentSHA(endpoint: "https://s3.example.com", checksums: BodyChecksums()) == abc)
+        #expect(try await contentSHA(endpoint: "http://127.0.0.1:9", checksums: crc) == abc)
     }
 
     @Test("Headers that could split a request are refused before anything is sent")

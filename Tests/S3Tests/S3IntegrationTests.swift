@@ -56,7 +56,9 @@ struct S3IntegrationTests {
         let small = Array("hello, S3".utf8)
         var put = PutObjectRequest(bucket: bucket, key: "dir/small.txt", body: .bytes(small))
         put.contentType = "text/plain"
-        put.checksums = BodyChecksums(crc32c: CRC32C.checksum(small), sha256Hex: SHA256Hasher.hexDigest(small))
+        put.checksums = BodyChecksums(
+            crc32c: CRC32C.checksum(small), sha256Hex: SHA256Hasher.hexDigest(small),
+            md5Base64: Data(MD5Hasher.hash(small)).base64EncodedString())
         put.tags = ["team": "data", "kind": "small"]
         let first = try await client.putObject(put)
         #expect(!first.etag.isEmpty)
