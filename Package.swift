@@ -15,9 +15,11 @@ let package = Package(
         .executable(name: "spool-put", targets: ["spool-put"]),
         .executable(name: "spool-inspect", targets: ["spool-inspect"]),
         .executable(name: "spool-bench", targets: ["spool-bench"]),
+        .executable(name: "spool-drain", targets: ["spool-drain"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // System libraries: a module map and a shim header each, nothing else.
@@ -45,6 +47,12 @@ let package = Package(
             dependencies: ["CSQLite", "Hashing"],
             plugins: ["EmbedSchemaPlugin"]),
 
+        // The delivery engine: claims, leases, conditional writes, multipart resume, backoff, pauses, cleanup —
+        // over an ObjectStore (S3 or a local directory).
+        .target(
+            name: "Drain",
+            dependencies: ["Spool", "S3", "Hashing", .product(name: "Logging", package: "swift-log")]),
+
         // The public writer API.
         .target(name: "PipelineStorage", dependencies: ["Spool"]),
 
@@ -57,6 +65,12 @@ let package = Package(
             name: "spool-put",
             dependencies: [
                 "PipelineStorage", "CommandLineSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "spool-drain",
+            dependencies: [
+                "Drain", "CommandLineSupport", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
@@ -87,10 +101,13 @@ let package = Package(
 
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "S3Tests", dependencies: ["S3", "Hashing"], exclude: ["testdata"]),
+        .testTarget(name: "DrainTests", dependencies: ["Drain", "Spool", "S3", "Hashing", "PipelineStorage"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "Hashing", "CSQLite"]),
         .testTarget(name: "PipelineStorageTests", dependencies: ["PipelineStorage", "Spool", "Hashing"]),
         .testTarget(
             name: "CommandLineTests",
-            dependencies: ["Spool", "Hashing", "spool-put", "spool-inspect", "spool-bench", "spool-load"]),
+            dependencies: [
+                "Spool", "Hashing", "spool-put", "spool-inspect", "spool-bench", "spool-load", "spool-drain",
+            ]),
     ]
 )

@@ -175,6 +175,20 @@ public struct PartRecord: Sendable, Codable, Hashable {
     public var checksumSHA256: String?
     /// When recorded (Unix ms).
     public var recordedAt: Int64
+
+    /// A part record.
+    public init(
+        uploadID: String, partNumber: Int, size: Int64, etag: String, checksumCRC32C: String?,
+        checksumSHA256: String?, recordedAt: Int64
+    ) {
+        self.uploadID = uploadID
+        self.partNumber = partNumber
+        self.size = size
+        self.etag = etag
+        self.checksumCRC32C = checksumCRC32C
+        self.checksumSHA256 = checksumSHA256
+        self.recordedAt = recordedAt
+    }
 }
 
 /// One entry of the audit trail.

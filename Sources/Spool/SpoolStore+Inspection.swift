@@ -201,21 +201,7 @@ extension SpoolStore {
                     "resource \(id) does not exist in this spool; 'spool-inspect list' shows the ids")
             }
             let bundle = try BundleRows.fetch(connection, id: resource.bundleID)!
-            let destination = try connection.queryFirst(
-                """
-                SELECT id, kind, location, endpoint, region, options, paused_at, paused_error_code,
-                       paused_error_message
-                FROM destinations WHERE id = ?
-                """, [.integer(resource.destinationID)]
-            ) { row in
-                DestinationRecord(
-                    id: row.int64(0),
-                    spec: DestinationSpec(
-                        kind: DestinationSpec.Kind(rawValue: row.text(1)) ?? .s3, location: row.text(2),
-                        endpoint: row.text(3), region: row.text(4), optionsJSON: row.text(5)),
-                    pausedAt: row.optionalInt64(6), pausedErrorCode: row.optionalText(7),
-                    pausedErrorMessage: row.optionalText(8))
-            }!
+            let destination = try DestinationRows.fetch(connection, id: resource.destinationID)!
             let parts = try connection.query(
                 """
                 SELECT upload_id, part_number, size, etag, checksum_crc32c, checksum_sha256, recorded_at

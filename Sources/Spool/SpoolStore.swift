@@ -126,20 +126,8 @@ public final class SpoolStore: Sendable {
     /// All recorded destinations.
     public func destinations() async throws -> [DestinationRecord] {
         try await database.run { connection in
-            try connection.query(
-                """
-                SELECT id, kind, location, endpoint, region, options, paused_at, paused_error_code,
-                       paused_error_message
-                FROM destinations ORDER BY id
-                """
-            ) { row in
-                DestinationRecord(
-                    id: row.int64(0),
-                    spec: DestinationSpec(
-                        kind: DestinationSpec.Kind(rawValue: row.text(1)) ?? .s3, location: row.text(2),
-                        endpoint: row.text(3), region: row.text(4), optionsJSON: row.text(5)),
-                    pausedAt: row.optionalInt64(6), pausedErrorCode: row.optionalText(7),
-                    pausedErrorMessage: row.optionalText(8))
+            try connection.query("SELECT id FROM destinations ORDER BY id", [], { $0.int64(0) }).compactMap {
+                try DestinationRows.fetch(connection, id: $0)
             }
         }
     }

@@ -1,0 +1,351 @@
+import Foundation
+import Logging
+import S3
+import Spool
+import Synchronization
+
+/// How a drainer behaves.
+public struct DrainOptions: Sendable {
+    /// Resources delivered at once (and the bound on concurrent transfers: objects and parts).
+    public var concurrency = 8
+    /// How long a claim is leased; renewed every third of it while the delivery runs.
+    public var leaseDuration: Duration = .seconds(60)
+    /// How often to look for due work when nothing wakes the drainer sooner.
+    public var pollInterval: Duration = .milliseconds(500)
+    /// Stop when nothing is due and nothing is in flight (`--once`).
+    public var once = false
+    /// Stop when nothing is pending or uploading any more, waiting for backoffs (`--until-done`).
+    public var untilDone = false
+    /// Keep payloads of delivered resources (`spool-inspect purge` removes them later).
+    public var retainDelivered = false
+    /// On stop: how long in-flight deliveries may take to finish before they are cancelled and released.
+    public var gracePeriod: Duration = .seconds(30)
+    /// How often a paused destination is probed.
+    public var pausedRecheck: Duration = .seconds(30)
+    /// Unreferenced payload files younger than this are left alone (a writer may be between rename and commit).
+    public var orphanFileMinimumAge: Duration = .seconds(600)
+    /// How often orphan files and uploads are swept.
+    public var orphanSweepInterval: Duration = .seconds(600)
+    /// The longest per-resource backoff.
+    public var maximumRetryDelay: Duration = .seconds(900)
+
+    /// Default options.
+    public init() {}
+}
+
+/// What a drainer has done, for the progress line and the exit summary.
+public struct DrainProgress: Sendable, Equatable {
+    /// Resources delivered.
+    public var delivered = 0
+    /// Their bytes.
+    public var deliveredBytes: Int64 = 0
+    /// Resources that failed for good.
+    public var failed = 0
+    /// Retries scheduled.
+    public var retriesScheduled = 0
+    /// Times a destination was paused.
+    public var pauses = 0
+    /// Leases lost to another drainer.
+    public var leasesLost = 0
+    /// Deliveries running now.
+    public var inFlight = 0
+    /// Orphan payload files removed.
+    public var orphanFilesRemoved = 0
+    /// Orphan multipart uploads aborted.
+    public var orphanUploadsAborted = 0
+}
+
+/// The delivery engine: claims due resources, delivers them with `ResourceDelivery`, renews leases, sweeps orphans,
+/// and stops gracefully.
+public final class Drainer: Sendable {
+    /// Makes the object store of a destination.
+    public typealias StoreResolver = @Sendable (DestinationRecord) throws -> any ObjectStore
+
+    private struct InFlight {
+        var token: Int64
+        var task: Task<Void, Never>
+    }
+
+    private struct State {
+        var inFlight: [Int64: InFlight] = [:]
+        var stopping = false
+        var stores: [Int64: (any ObjectStore, StorageOptions)] = [:]
+        var progress = DrainProgress()
+    }
+
+    private let spool: SpoolStore
+    private let options: DrainOptions
+    private let resolveStore: StoreResolver
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let wakeup = Wakeup()
+    private let transfers: AsyncSemaphore
+    /// This drainer's lease owner name (`host/pid/nonce`).
+    public let owner = SpoolStore.leaseOwnerName()
+
+    /// A drainer for a spool.
+    public init(spool: SpoolStore, options: DrainOptions, logger: Logger, resolveStore: @escaping StoreResolver) {
+        self.spool = spool
+        self.options = options
+        self.logger = logger
+        self.resolveStore = resolveStore
+        self.transfers = AsyncSemaphore(permits: max(1, options.concurrency))
+    }
+
+    /// What the drainer has done so far.
+    public var progress: DrainProgress { state.withLock { $0.progress } }
+
+    /// Asks the drainer to stop: no new claims; deliveries in flight get the grace period to finish.
+    public func stop() {
+        state.withLock { $0.stopping = true }
+        wakeup.signal()
+    }
+
+    /// Runs until stopped (or, with `once`/`untilDone`, until the work is done).
+    ///
+    /// - Throws: `SpoolError` when the spool cannot be read at all.
+    public func run() async throws -> DrainProgress {
+        try await spool.recheckPausedDestinations()
+        await sweepOrphans()
+        var lastRenewal = ContinuousClock.now
+        var lastSweep = ContinuousClock.now
+        let renewEvery = options.leaseDuration / 3
+        while !state.withLock({ $0.stopping }) {
+            let free = options.concurrency - state.withLock { $0.inFlight.count }
+            var claimed = 0
+            if free > 0 {
+                do {
+                    let claims = try await spool.claimDue(
+                        owner: owner, limit: free, leaseDuration: options.leaseDuration,
+                        pausedRecheck: options.pausedRecheck)
+                    claimed = claims.count
+                    for claim in claims { start(claim) }
+                } catch {
+                    logger.error("claim failed", metadata: ["error": "\(error)"])
+                }
+            }
+            if claimed == 0, state.withLock({ $0.inFlight.isEmpty }) {
+                if options.once { break }
+                if options.untilDone, try await nothingLeft() { break }
+            }
+            if ContinuousClock.now - lastRenewal >= renewEvery {
+                await renewLeases()
+                lastRenewal = ContinuousClock.now
+            }
+            if ContinuousClock.now - lastSweep >= options.orphanSweepInterval {
+                await sweepOrphans()
+                lastSweep = ContinuousClock.now
+            }
+            if claimed == 0 || claimed == free {
+                await wakeup.wait(timeout: min(options.pollInterval, renewEvery))
+            }
+        }
+        await finishInFlight()
+        return progress
+    }
+
+    private func nothingLeft() async throws -> Bool {
+        let status = try await spool.status()
+        let open = status.resources.filter { $0.state == "pending" || $0.state == "uploading" }.reduce(0) {
+            $0 + $1.count
+        }
+        return open == 0 && status.manifestsPending == 0
+    }
+
+    private func start(_ claim: DeliveryClaim) {
+        let resolved: (any ObjectStore, StorageOptions)
+        do {
+            resolved = try store(for: claim.destination)
+        } catch {
+            logger.error("destination unusable", metadata: ["destination": "\(claim.destination.spec.displayName)", "error": "\(error)"])
+            Task {
+                try? await spool.pauseDestination(
+                    claim.destination.id, code: "InvalidConfiguration", message: "\(error)",
+                    recheck: options.pausedRecheck)
+                try? await spool.releaseClaim(id: claim.resource.id, token: claim.token, reason: "destination unusable")
+            }
+            return
+        }
+        let delivery = ResourceDelivery(
+            claim: claim, spool: spool, store: resolved.0, options: resolved.1, drain: options, transfers: transfers,
+            logger: logger)
+        let id = claim.resource.id
+        state.withLock { state in
+            state.progress.inFlight += 1
+            let task = Task { [self] in
+                let outcome = await delivery.run()
+                finished(id, outcome: outcome)
+            }
+            state.inFlight[id] = InFlight(token: claim.token, task: task)
+        }
+    }
+
+    private func finished(_ id: Int64, outcome: DeliveryOutcome) {
+        state.withLock { state in
+            state.inFlight[id] = nil
+            state.progress.inFlight = state.inFlight.count
+            switch outcome {
+            case .delivered(let bytes):
+                state.progress.delivered += 1
+                state.progress.deliveredBytes += bytes
+            case .failed: state.progress.failed += 1
+            case .retryScheduled: state.progress.retriesScheduled += 1
+            case .paused: state.progress.pauses += 1
+            case .leaseLost: state.progress.leasesLost += 1
+            case .released: break
+            }
+        }
+        wakeup.signal()
+    }
+
+    private func store(for destination: DestinationRecord) throws -> (any ObjectStore, StorageOptions) {
+        if let cached = state.withLock({ $0.stores[destination.id] }) { return cached }
+        let decoded = (try? JSONDecoder().decode(StorageOptions.self, from: Data(destination.spec.optionsJSON.utf8)))
+        if decoded == nil && destination.spec.optionsJSON != "{}" {
+            logger.warning(
+                "destination options unreadable, using defaults", metadata: ["destination": "\(destination.spec.displayName)"])
+        }
+        let resolved = (try resolveStore(destination), decoded ?? StorageOptions())
+        state.withLock { $0.stores[destination.id] = resolved }
+        return resolved
+    }
+
+    private func renewLeases() async {
+        let claims = state.withLock { state in state.inFlight.map { (id: $0.key, token: $0.value.token) } }
+        guard !claims.isEmpty else { return }
+        do {
+            let lost = try await spool.renewLeases(claims, leaseDuration: options.leaseDuration)
+            for id in lost {
+                logger.warning("lease lost; stopping that delivery", metadata: ["resource": "\(id)"])
+                state.withLock { $0.inFlight[id]?.task }?.cancel()
+            }
+        } catch {
+            logger.error("lease renewal failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Removes payload files no row references, and aborts multipart uploads this spool started that no row
+    /// references any more.
+    private func sweepOrphans() async {
+        do {
+            let files = try await spool.orphanPayloadFiles(minimumAge: options.orphanFileMinimumAge)
+            if !files.isEmpty {
+                await spool.removePayloadFiles(files)
+                state.withLock { $0.progress.orphanFilesRemoved += files.count }
+                logger.info("orphan payload files removed", metadata: ["count": "\(files.count)"])
+            }
+            for upload in try await spool.orphanedUploads() {
+                guard let destination = try await spool.destinations().first(where: { $0.id == upload.destinationID })
+                else { continue }
+                let store = try store(for: destination).0
+                do {
+                    try await store.abortUpload(key: upload.key, uploadID: upload.uploadID)
+                } catch let error as ObjectStoreError where error.kind == .noSuchUpload {}
+                try await spool.recordUploadFinished(upload.uploadID, outcome: "aborted")
+                state.withLock { $0.progress.orphanUploadsAborted += 1 }
+                logger.info("orphan multipart upload aborted", metadata: ["key": "\(upload.key)", "upload_id": "\(upload.uploadID)"])
+            }
+        } catch {
+            logger.warning("orphan sweep incomplete", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Lets deliveries in flight finish within the grace period, then cancels the rest (they release their claims).
+    private func finishInFlight() async {
+        let deadline = ContinuousClock.now + options.gracePeriod
+        while !state.withLock({ $0.inFlight.isEmpty }), ContinuousClock.now < deadline {
+            await wakeup.wait(timeout: .milliseconds(100))
+        }
+        let remaining = state.withLock { state in state.inFlight.values.map(\.task) }
+        if !remaining.isEmpty {
+            logger.warning("grace period over; cancelling deliveries in flight", metadata: ["count": "\(remaining.count)"])
+        }
+        for task in remaining { task.cancel() }
+        for task in remaining { await task.value }
+    }
+}
+
+/// A counting semaphore for async code: bounds concurrent transfers.
+final class AsyncSemaphore: Sendable {
+    private struct State {
+        var available: Int
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state: Mutex<State>
+
+    init(permits: Int) { state = Mutex(State(available: permits)) }
+
+    func withPermit<T>(_ body: () async throws -> T) async throws -> T {
+        await acquire()
+        defer { release() }
+        try Task.checkCancellation()
+        return try await body()
+    }
+
+    private func acquire() async {
+        await withCheckedContinuation { continuation in
+            let granted = state.withLock { state -> Bool in
+                if state.available > 0 {
+                    state.available -= 1
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if granted { continuation.resume() }
+        }
+    }
+
+    private func release() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiters.isEmpty {
+                state.available += 1
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        next?.resume()
+    }
+}
+
+/// Wakes a waiting loop early: a signal before the wait makes the next wait return at once.
+final class Wakeup: Sendable {
+    private struct State {
+        var signalled = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func signal() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let waiter = state.waiter else {
+                state.signalled = true
+                return nil
+            }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+
+    func wait(timeout: Duration) async {
+        let timer = Task { [self] in
+            try? await Task.sleep(for: timeout)
+            signal()
+        }
+        await withCheckedContinuation { continuation in
+            let resumeNow = state.withLock { state -> Bool in
+                if state.signalled {
+                    state.signalled = false
+                    return true
+                }
+                state.waiter = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+        timer.cancel()
+    }
+}

@@ -1,0 +1,462 @@
+import Dispatch
+import Foundation
+import Hashing
+import Logging
+import S3
+import Spool
+
+/// How one delivery ended.
+enum DeliveryOutcome: Sendable {
+    case delivered(bytes: Int64)
+    case retryScheduled
+    case failed
+    case paused
+    case leaseLost
+    case released
+}
+
+/// Delivers one claimed resource (SPEC §5): verifies the payload against its SHA-256, writes it with
+/// create-only-if-absent (one PUT, or a multipart upload that resumes from what the store holds), settles a taken key
+/// by HEAD and compare, and records the outcome — only while the claim's fencing token still holds.
+struct ResourceDelivery {
+    let claim: DeliveryClaim
+    let spool: SpoolStore
+    let store: any ObjectStore
+    let options: StorageOptions
+    let drain: DrainOptions
+    let transfers: AsyncSemaphore
+    let logger: Logger
+
+    var resource: ResourceRecord { claim.resource }
+    var token: Int64 { claim.token }
+
+    func run() async -> DeliveryOutcome {
+        do {
+            return try await deliver()
+        } catch let error as ObjectStoreError {
+            return await handle(error)
+        } catch let error as SpoolError where error.code == .leaseLost {
+            logger.warning("lease lost", metadata: ["resource": "\(resource.id)", "key": "\(resource.objectKey)"])
+            return .leaseLost
+        } catch is CancellationError {
+            try? await spool.releaseClaim(id: resource.id, token: token, reason: "drainer stopping")
+            return .released
+        } catch let error as PayloadError {
+            return await record(failure: error.code, message: error.message)
+        } catch {
+            return await retryOrFail(code: "internal-error", message: "\(error)")
+        }
+    }
+
+    // MARK: Delivery
+
+    private func deliver() async throws -> DeliveryOutcome {
+        let payload = try await preparePayload()
+        let write = ObjectWrite(
+            key: resource.objectKey, body: payload.body, size: payload.size, sha256: payload.sha256,
+            crc32c: payload.crc32c, contentType: resource.contentType, metadata: objectMetadata(sha256: payload.sha256))
+        if let plan = payload.parts, store.supportsMultipart {
+            return try await deliverMultipart(write, plan: plan)
+        }
+        do {
+            let stored = try await transfers.withPermit { try await store.put(write) }
+            return try await delivered(stored, bytes: payload.size)
+        } catch let error as ObjectStoreError where error.kind == .alreadyExists {
+            return try await settleTakenKey(size: payload.size, sha256: payload.sha256)
+        }
+    }
+
+    private func deliverMultipart(_ write: ObjectWrite, plan: [PartPlan]) async throws -> DeliveryOutcome {
+        var uploadID = resource.uploadID
+        var held: [Int: StoredPart] = [:]
+        if let existing = uploadID {
+            do {
+                for part in try await store.listParts(key: write.key, uploadID: existing) { held[part.number] = part }
+            } catch let error as ObjectStoreError where error.kind == .noSuchUpload {
+                // Aborted, or completed by an earlier attempt whose answer was lost: the object decides.
+                if let outcome = try await deliveredIfOurs(size: write.size, sha256: write.sha256) { return outcome }
+                try await spool.forgetUpload(id: resource.id, token: token, outcome: "gone")
+                uploadID = nil
+            }
+        }
+        if uploadID == nil {
+            try await abortLeftoverUploads(key: write.key)
+            let created = try await store.createUpload(for: write)
+            try await spool.recordUploadStarted(
+                id: resource.id, token: token, uploadID: created, partSize: plan.first?.length ?? 0)
+            uploadID = created
+            held = [:]
+        }
+        let upload = uploadID!
+        let missing = plan.filter { held[$0.number]?.size != $0.length }
+        if !held.isEmpty {
+            logger.info(
+                "multipart upload resumed",
+                metadata: [
+                    "resource": "\(resource.id)", "key": "\(write.key)", "parts_held": "\(held.count)",
+                    "parts_missing": "\(missing.count)",
+                ])
+        }
+        let sent = try await withThrowingTaskGroup(of: StoredPart.self) { group in
+            for part in missing {
+                group.addTask { [self] in
+                    let stored = try await transfers.withPermit {
+                        try await store.uploadPart(
+                            key: write.key, uploadID: upload, number: part.number,
+                            body: .file(path: part.path, offset: part.offset, length: part.length), crc32c: part.crc32c,
+                            sha256: part.sha256)
+                    }
+                    try await spool.recordPart(
+                        id: resource.id, token: token,
+                        part: PartRecord(
+                            uploadID: upload, partNumber: part.number, size: part.length, etag: stored.etag,
+                            checksumCRC32C: CRC32C(resuming: part.crc32c).base64BigEndian, checksumSHA256: part.sha256,
+                            recordedAt: Int64(Date().timeIntervalSince1970 * 1000)))
+                    return stored
+                }
+            }
+            var sent: [Int: StoredPart] = [:]
+            for try await part in group { sent[part.number] = part }
+            return sent
+        }
+        let parts = plan.map { part -> StoredPart in
+            var stored = sent[part.number] ?? held[part.number]!
+            // A CRC32C upload needs every part's checksum in the completion; ours are the ones we computed.
+            stored.checksumCRC32C = CRC32C(resuming: part.crc32c).base64BigEndian
+            return stored
+        }
+        do {
+            let stored = try await transfers.withPermit {
+                try await store.completeUpload(key: write.key, uploadID: upload, parts: parts)
+            }
+            return try await delivered(stored, bytes: write.size)
+        } catch let error as ObjectStoreError where error.kind == .alreadyExists {
+            try? await store.abortUpload(key: write.key, uploadID: upload)
+            try await spool.forgetUpload(id: resource.id, token: token, outcome: "aborted")
+            return try await settleTakenKey(size: write.size, sha256: write.sha256)
+        } catch let error as ObjectStoreError where error.kind == .noSuchUpload {
+            if let outcome = try await deliveredIfOurs(size: write.size, sha256: write.sha256) { return outcome }
+            try await spool.forgetUpload(id: resource.id, token: token, outcome: "gone")
+            throw ObjectStoreError(.transient, code: "NoSuchUpload", message: "the upload vanished before completion")
+        } catch let error as ObjectStoreError where error.kind == .conflict {
+            // A concurrent conditional write collided: start over with a new upload next time.
+            try? await store.abortUpload(key: write.key, uploadID: upload)
+            try await spool.forgetUpload(id: resource.id, token: token, outcome: "aborted")
+            throw error
+        }
+    }
+
+    /// Uploads for this key that no resource records (a drainer killed between CreateMultipartUpload and recording
+    /// the id left them): aborted before a new one starts.
+    private func abortLeftoverUploads(key: String) async throws {
+        for uploadID in try await store.listUploads(key: key) where try await !spool.isLiveUpload(uploadID) {
+            do {
+                try await store.abortUpload(key: key, uploadID: uploadID)
+            } catch let error as ObjectStoreError where error.kind == .noSuchUpload {}
+            try await spool.recordUploadFinished(uploadID, outcome: "aborted")
+            logger.info("leftover multipart upload aborted", metadata: ["key": "\(key)", "upload_id": "\(uploadID)"])
+        }
+    }
+
+    /// The key is taken: ours from an earlier attempt whose answer was lost (same size and SHA-256) → done;
+    /// anything else → failed with `conflict`, and the existing object is left as it is.
+    private func settleTakenKey(size: Int64, sha256: String) async throws -> DeliveryOutcome {
+        if let outcome = try await deliveredIfOurs(size: size, sha256: sha256) { return outcome }
+        guard let existing = try await store.head(key: resource.objectKey) else {
+            throw ObjectStoreError(.transient, code: "KeyVanished", message: "the key was taken, then gone on HEAD")
+        }
+        return await record(
+            failure: "conflict",
+            message: "a different object already exists at \(resource.objectKey) (size \(existing.size), sha256 "
+                + "\(existing.sha256 ?? "unknown")); it was left untouched — delete or move it, then retry this resource")
+    }
+
+    private func deliveredIfOurs(size: Int64, sha256: String) async throws -> DeliveryOutcome? {
+        guard let existing = try await store.head(key: resource.objectKey), existing.size == size,
+            existing.sha256 == sha256
+        else { return nil }
+        return try await delivered(
+            StoredObject(etag: existing.etag, versionID: existing.versionID), bytes: size,
+            note: "already in place: an earlier attempt succeeded and its answer was lost")
+    }
+
+    private func delivered(_ stored: StoredObject, bytes: Int64, note: String? = nil) async throws -> DeliveryOutcome {
+        try await spool.recordDelivered(
+            id: resource.id, token: token, etag: stored.etag, versionID: stored.versionID,
+            retainPayload: drain.retainDelivered, note: note)
+        if claim.isProbe { try await spool.resumeDestination(resource.destinationID) }
+        logger.info(
+            "resource delivered",
+            metadata: [
+                "resource": "\(resource.id)", "bundle": "\(resource.bundleID)", "key": "\(resource.objectKey)",
+                "bytes": "\(bytes)", "attempt": "\(resource.attempts + 1)",
+            ])
+        return .delivered(bytes: bytes)
+    }
+
+    // MARK: Failures
+
+    private func handle(_ error: ObjectStoreError) async -> DeliveryOutcome {
+        switch error.kind {
+        case .configuration:
+            do {
+                try await spool.pauseDestination(
+                    resource.destinationID, code: error.code, message: error.message, recheck: drain.pausedRecheck)
+                try await spool.releaseClaim(id: resource.id, token: token, reason: "destination paused: \(error.code)")
+            } catch {
+                logger.error("could not record a pause", metadata: ["error": "\(error)"])
+            }
+            logger.warning(
+                "destination paused",
+                metadata: ["destination": "\(store.displayName)", "error_code": "\(error.code)", "message": "\(error.message)"])
+            return .paused
+        case .permanent:
+            return await record(failure: error.code, message: error.message)
+        case .transient, .conflict, .noSuchUpload, .alreadyExists:
+            return await retryOrFail(code: error.code, message: error.message)
+        }
+    }
+
+    private func retryOrFail(code: String, message: String) async -> DeliveryOutcome {
+        let attempt = resource.attempts + 1
+        guard attempt < options.maxRetries else {
+            return await record(failure: code, message: "gave up after \(attempt) attempts: \(message)")
+        }
+        let delay = Backoff.delay(afterAttempt: attempt, options: options, cap: drain.maximumRetryDelay)
+        do {
+            try await spool.recordRetry(id: resource.id, token: token, code: code, message: message, delay: delay)
+        } catch {
+            logger.error("could not schedule a retry", metadata: ["resource": "\(resource.id)", "error": "\(error)"])
+            return .leaseLost
+        }
+        logger.notice(
+            "retry scheduled",
+            metadata: [
+                "resource": "\(resource.id)", "key": "\(resource.objectKey)", "attempt": "\(attempt)",
+                "error_code": "\(code)", "ms": "\(delay.totalMilliseconds)",
+            ])
+        return .retryScheduled
+    }
+
+    private func record(failure code: String, message: String) async -> DeliveryOutcome {
+        do {
+            try await spool.recordFailed(id: resource.id, token: token, code: code, message: message)
+        } catch {
+            logger.error("could not record a failure", metadata: ["resource": "\(resource.id)", "error": "\(error)"])
+            return .leaseLost
+        }
+        logger.error(
+            "resource failed",
+            metadata: ["resource": "\(resource.id)", "key": "\(resource.objectKey)", "error_code": "\(code)", "message": "\(message)"])
+        return .failed
+    }
+
+    // MARK: Payload
+
+    struct PreparedPayload {
+        var body: PayloadBody
+        var size: Int64
+        var sha256: String
+        var crc32c: UInt32
+        var parts: [PartPlan]?
+    }
+
+    /// Reads the payload back and checks it against what the writer recorded: a damaged spool file is never sent.
+    private func preparePayload() async throws -> PreparedPayload {
+        switch resource.payloadStorage {
+        case .pending, .inline where resource.kind == .manifest:
+            let bytes = try await spool.manifestPayload(id: resource.id, token: token)
+            let digest = PayloadDigest.compute(bytes)
+            return PreparedPayload(
+                body: .bytes(bytes), size: Int64(bytes.count), sha256: digest.sha256, crc32c: digest.crc32c)
+        case .inline:
+            let bytes = try await spool.inlinePayload(id: resource.id)
+            let digest = PayloadDigest.compute(bytes)
+            guard Int64(bytes.count) == resource.size, digest.sha256 == resource.sha256 else {
+                throw PayloadError.corrupt(resource, actualSize: Int64(bytes.count), actualSHA256: digest.sha256)
+            }
+            return PreparedPayload(body: .bytes(bytes), size: resource.size, sha256: resource.sha256, crc32c: digest.crc32c)
+        case .file:
+            guard let relative = resource.payloadPath else { throw PayloadError.missing(resource, path: "(none)") }
+            let path = spool.layout.root + "/" + relative
+            let multipart = store.supportsMultipart && resource.size >= options.multipartThresholdBytes
+            let partSize = multipart ? Self.partSize(size: resource.size, chunk: options.multipartChunkSizeBytes) : nil
+            let verified = try await PayloadVerifier.verify(path: path, partSize: partSize)
+            guard verified.size == resource.size, verified.sha256 == resource.sha256 else {
+                throw PayloadError.corrupt(resource, actualSize: verified.size, actualSHA256: verified.sha256)
+            }
+            return PreparedPayload(
+                body: .file(path: path, offset: 0, length: verified.size), size: verified.size,
+                sha256: verified.sha256, crc32c: verified.crc32c, parts: verified.parts)
+        case .pending, .removed:
+            throw PayloadError.missing(resource, path: "(payload \(resource.payloadStorage.rawValue))")
+        }
+    }
+
+    /// The part size: the configured chunk, raised (to whole MiB) to stay within 10,000 parts.
+    static func partSize(size: Int64, chunk: Int64) -> Int64 {
+        let mebibyte: Int64 = 1 << 20
+        let needed = (size + 9_999) / 10_000
+        let raised = max(chunk, (needed + mebibyte - 1) / mebibyte * mebibyte)
+        return raised
+    }
+
+    /// The object's `x-amz-meta-*` (SPEC §4). The URL is percent-encoded where it is not ASCII; a URL that would
+    /// push the metadata past S3's 2 KB is left out (the full URL is in `_bundle.json`).
+    func objectMetadata(sha256: String) -> [String: String] {
+        if resource.kind == .manifest {
+            return ["sha256": sha256, "bundle-id": resource.bundleID, "kind": "bundle-manifest"]
+        }
+        var metadata = [
+            "status-code": String(resource.statusCode), "sha256": sha256, "bundle-id": resource.bundleID,
+            "seq": String(resource.seq), "spooled-at": BundleManifest.isoTimestamp(resource.spooledAt),
+        ]
+        let url = Self.percentEncodingNonASCII(resource.url)
+        let used = metadata.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+        if used + "url".utf8.count + url.utf8.count <= UserMetadata.maximumBytes {
+            metadata["url"] = url
+        } else {
+            metadata["url-omitted"] = "too-long"
+        }
+        return metadata
+    }
+
+    static func percentEncodingNonASCII(_ text: String) -> String {
+        var output = ""
+        for byte in text.utf8 {
+            if byte >= 0x20 && byte < 0x7F {
+                output.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                output += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return output
+    }
+}
+
+/// A damaged or missing spool payload: the resource fails, nothing is uploaded.
+struct PayloadError: Error {
+    var code: String
+    var message: String
+
+    static func corrupt(_ resource: ResourceRecord, actualSize: Int64, actualSHA256: String) -> PayloadError {
+        PayloadError(
+            code: "corrupt-payload",
+            message: "the spooled payload of resource \(resource.id) no longer matches what was written (size "
+                + "\(actualSize) vs \(resource.size), sha256 \(actualSHA256) vs \(resource.sha256)); it was not "
+                + "uploaded. Check the disk, then write the resource again")
+    }
+
+    static func missing(_ resource: ResourceRecord, path: String) -> PayloadError {
+        PayloadError(
+            code: "payload-missing",
+            message: "the spooled payload of resource \(resource.id) is missing (\(path)); it was not uploaded")
+    }
+}
+
+/// One part of a multipart upload, with the digests computed while verifying the payload.
+struct PartPlan: Sendable {
+    var number: Int
+    var path: String
+    var offset: Int64
+    var length: Int64
+    var sha256: String
+    var crc32c: UInt32
+}
+
+/// Reads a payload file once: the whole file's SHA-256 and CRC32C, and per part (when a part size is given) the
+/// part's SHA-256 and CRC32C, so no part is read twice before it is sent.
+enum PayloadVerifier {
+    private static let queue = DispatchQueue(label: "pipeline-storage.payload-verify", attributes: .concurrent)
+
+    struct Result: Sendable {
+        var size: Int64
+        var sha256: String
+        var crc32c: UInt32
+        var parts: [PartPlan]?
+    }
+
+    static func verify(path: String, partSize: Int64?) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async {
+                continuation.resume(with: Swift.Result { try verifyBlocking(path: path, partSize: partSize) })
+            }
+        }
+    }
+
+    private static func verifyBlocking(path: String, partSize: Int64?) throws -> Result {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw PayloadError(code: "payload-missing", message: "the spooled payload file \(path) cannot be read: "
+                + String(cString: strerror(errno)) + "; it was not uploaded")
+        }
+        defer { close(descriptor) }
+        var whole = SHA256Hasher()
+        var wholeCRC = CRC32C()
+        var partHasher = SHA256Hasher()
+        var partCRC = CRC32C()
+        var parts: [PartPlan] = []
+        var partStart: Int64 = 0
+        var position: Int64 = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        func closePart() {
+            parts.append(
+                PartPlan(
+                    number: parts.count + 1, path: path, offset: partStart, length: position - partStart,
+                    sha256: partHasher.finalize().hexString, crc32c: partCRC.value))
+            partHasher = SHA256Hasher()
+            partCRC = CRC32C()
+            partStart = position
+        }
+        while true {
+            var wanted = buffer.count
+            if let partSize { wanted = Int(min(Int64(wanted), partStart + partSize - position)) }
+            let got = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, wanted) }
+            if got < 0 && errno == EINTR { continue }
+            guard got >= 0 else {
+                throw PayloadError(code: "payload-missing", message: "reading \(path) failed: \(String(cString: strerror(errno)))")
+            }
+            if got == 0 { break }
+            buffer.withUnsafeBytes { raw in
+                let chunk = UnsafeRawBufferPointer(rebasing: raw.prefix(got))
+                whole.update(chunk)
+                wholeCRC.update(chunk)
+                if partSize != nil {
+                    partHasher.update(chunk)
+                    partCRC.update(chunk)
+                }
+            }
+            position += Int64(got)
+            if let partSize, position - partStart == partSize { closePart() }
+        }
+        if partSize != nil && (position > partStart || parts.isEmpty) { closePart() }
+        return Result(
+            size: position, sha256: whole.finalize().hexString, crc32c: wholeCRC.value,
+            parts: partSize == nil ? nil : parts)
+    }
+}
+
+/// Per-resource backoff: exponential with full jitter between `retryDelay` and a cap.
+enum Backoff {
+    static func delay(afterAttempt attempt: Int, options: StorageOptions, cap: Duration) -> Duration {
+        let base = max(0.001, options.retryDelaySeconds)
+        guard options.exponentialBackoff else { return .milliseconds(Int64(base * 1000)) }
+        let ceiling = min(base * pow(2, Double(min(attempt, 40))), Double(cap.components.seconds))
+        let seconds = Double.random(in: base...max(base, ceiling))
+        return .milliseconds(Int64(seconds * 1000))
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
+
+extension Duration {
+    /// The duration in whole milliseconds, for logs.
+    var totalMilliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

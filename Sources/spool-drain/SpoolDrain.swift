@@ -1,0 +1,204 @@
+import ArgumentParser
+import CommandLineSupport
+import Dispatch
+import Drain
+import Foundation
+import Logging
+import S3
+import Spool
+import Synchronization
+
+/// Delivers a spool to S3 (or a local directory) exactly once: claims, uploads, records, and survives SIGKILL.
+@main
+struct SpoolDrain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spool-drain",
+        abstract: "Deliver the spool to its destinations, exactly once, until stopped.",
+        discussion: """
+            Runs until SIGTERM or SIGINT (which stop claiming, let deliveries in flight finish within the grace \
+            period, release the rest, and exit 0); --once drains what is due now and exits; --until-done waits out \
+            backoffs and exits when nothing is pending. Several drainers may work on one spool at once.
+
+            Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN. A destination's \
+            region and endpoint come from the spool (what the writer recorded), else --region/--endpoint, else \
+            AWS_REGION/AWS_DEFAULT_REGION and AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL.
+
+            Exit status: 0 success (resources that failed are kept in the spool: see spool-inspect); 1 failure; \
+            73 spool not writable or too new; 2 no spool at the path.
+            """)
+
+    @OptionGroup var spoolDirectory: SpoolDirectoryOptions
+
+    @Flag(help: "Deliver what is due now, then exit.")
+    var once = false
+
+    @Flag(help: "Keep going, waiting out backoffs, until nothing is pending or uploading; then exit.")
+    var untilDone = false
+
+    @Option(help: "Resources (and transfers) in flight at once.")
+    var concurrency = 8
+
+    @Option(help: "Lease length in seconds; renewed every third of it while an upload runs.")
+    var leaseSeconds: Double = 60
+
+    @Option(help: "Bound on one object's upload, in seconds (default: the destination's uploadTimeout, 900).")
+    var uploadTimeout: Double?
+
+    @Option(help: "Seconds deliveries in flight may take to finish after SIGTERM/SIGINT.")
+    var gracePeriod: Double = 30
+
+    @Flag(help: "Keep payloads of delivered resources (remove them later with spool-inspect purge).")
+    var retainDelivered = false
+
+    @Option(help: "Region for destinations that recorded none.")
+    var region: String?
+
+    @Option(help: "S3 endpoint for destinations that recorded none.")
+    var endpoint: String?
+
+    @Option(help: "A PEM file of CA certificates to verify the endpoint's TLS certificate with.")
+    var caBundle: String?
+
+    @Option(help: "json (one object per line) or text.")
+    var logFormat: String = "text"
+
+    @Option(help: "trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    @Flag(inversion: .prefixedNo, help: "Show a progress line (default: when standard error is a terminal).")
+    var progress: Bool?
+
+    func validate() throws {
+        guard concurrency >= 1 && concurrency <= 256 else { throw ValidationError("--concurrency must be 1...256") }
+        guard leaseSeconds >= 5 else { throw ValidationError("--lease-seconds must be at least 5") }
+        guard StandardErrorLogHandler.Format(rawValue: logFormat) != nil else {
+            throw ValidationError("--log-format must be json or text")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level '\(logLevel)' is not a level: trace, debug, info, notice, warning, error")
+        }
+        if once && untilDone { throw ValidationError("give --once or --until-done, not both") }
+    }
+
+    func run() async throws {
+        let format = StandardErrorLogHandler.Format(rawValue: logFormat)!
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { label in StandardErrorLogHandler(label: label, format: format, level: level) }
+        let logger = Logger(label: "spool-drain")
+        try await runReportingErrors(tool: "spool-drain") {
+            var spoolOptions = SpoolOptions()
+            spoolOptions.createIfMissing = false
+            let spool = try SpoolStore.open(spoolDirectory.directory, options: spoolOptions)
+            var options = DrainOptions()
+            options.concurrency = concurrency
+            options.leaseDuration = .milliseconds(Int64(leaseSeconds * 1000))
+            options.once = once
+            options.untilDone = untilDone
+            options.retainDelivered = retainDelivered
+            options.gracePeriod = .milliseconds(Int64(gracePeriod * 1000))
+            let resolver = StoreResolver(
+                region: region, endpoint: endpoint, caBundle: caBundle, uploadTimeout: uploadTimeout)
+            let drainer = Drainer(spool: spool, options: options, logger: logger) { try resolver.store(for: $0) }
+            let signals = SignalHandler { drainer.stop() }
+            defer { signals.cancel() }
+            logger.info(
+                "drainer started",
+                metadata: ["spool": "\(spool.layout.root)", "owner": "\(drainer.owner)", "concurrency": "\(concurrency)"])
+            let showProgress = progress ?? Terminal.standardErrorIsTerminal
+            let reporter = showProgress ? Task { await Self.reportProgress(drainer, spool: spool) } : nil
+            let result = try await drainer.run()
+            reporter?.cancel()
+            ProgressLine.clear()
+            logger.info(
+                "drainer stopped",
+                metadata: [
+                    "delivered": "\(result.delivered)", "bytes": "\(result.deliveredBytes)", "failed": "\(result.failed)",
+                    "retries": "\(result.retriesScheduled)", "pauses": "\(result.pauses)",
+                    "leases_lost": "\(result.leasesLost)",
+                ])
+        }
+    }
+
+    private static func reportProgress(_ drainer: Drainer, spool: SpoolStore) async {
+        let started = ContinuousClock.now
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            let progress = drainer.progress
+            let status = try? await spool.status()
+            let pending = status?.resources.first { $0.state == "pending" }
+            let elapsed = max(0.001, Double((ContinuousClock.now - started).components.seconds))
+            var text = "delivered \(progress.delivered) (\(Units.bytes(progress.deliveredBytes)), "
+                + "\(Units.bytes(Int64(Double(progress.deliveredBytes) / elapsed)))/s) · in flight \(progress.inFlight)"
+            if let pending { text += " · pending \(pending.count) (\(Units.bytes(pending.bytes)))" }
+            if progress.retriesScheduled > 0 { text += " · retries \(progress.retriesScheduled)" }
+            if progress.failed > 0 { text += " · failed \(progress.failed)" }
+            if let paused = status?.pausedDestinations, !paused.isEmpty { text += " · PAUSED \(paused.count)" }
+            ProgressLine.draw(text)
+        }
+    }
+}
+
+/// Builds object stores for destinations: one S3 client per region and endpoint, shared.
+final class StoreResolver: Sendable {
+    private let region: String?
+    private let endpoint: String?
+    private let caBundle: String?
+    private let uploadTimeout: Double?
+    private let clients = Mutex<[String: S3Client]>([:])
+
+    init(region: String?, endpoint: String?, caBundle: String?, uploadTimeout: Double?) {
+        self.region = region
+        self.endpoint = endpoint
+        self.caBundle = caBundle
+        self.uploadTimeout = uploadTimeout
+    }
+
+    func store(for destination: DestinationRecord) throws -> any ObjectStore {
+        var options = (try? JSONDecoder().decode(StorageOptions.self, from: Data(destination.spec.optionsJSON.utf8)))
+            ?? StorageOptions()
+        if let uploadTimeout { options.uploadTimeoutSeconds = uploadTimeout }
+        switch destination.spec.kind {
+        case .file:
+            return DirectoryObjectStore(root: destination.spec.location)
+        case .s3:
+            var configuration = try S3Configuration.resolve(
+                region: destination.spec.region.isEmpty ? region : destination.spec.region,
+                endpoint: destination.spec.endpoint.isEmpty ? endpoint : destination.spec.endpoint)
+            configuration.transport.caBundlePath = caBundle
+            let key = configuration.region + "|" + (configuration.endpoint ?? "")
+            let client = clients.withLock { clients -> S3Client in
+                if let existing = clients[key] { return existing }
+                let client = S3Client(configuration: configuration, credentials: EnvironmentCredentialsProvider())
+                clients[key] = client
+                return client
+            }
+            return S3ObjectStore(client: client, bucket: destination.spec.location, options: options)
+        }
+    }
+}
+
+/// SIGTERM and SIGINT ask the drainer to stop gracefully; a second signal exits at once.
+final class SignalHandler: @unchecked Sendable {
+    // @unchecked: `sources` is set once in init and only cancelled afterwards; dispatch sources are thread-safe.
+    private let sources: [any DispatchSourceSignal]
+
+    init(onStop: @escaping @Sendable () -> Void) {
+        let count = Mutex(0)
+        sources = [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                let seen = count.withLock { value -> Int in
+                    value += 1
+                    return value
+                }
+                if seen > 1 { exit(128 + number) }
+                onStop()
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() { sources.forEach { $0.cancel() } }
+}
