@@ -100,14 +100,18 @@ let package = Package(
             path: "Sources/EmbedSchemaPlugin"),
 
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
-        .testTarget(name: "S3Tests", dependencies: ["S3", "Hashing"], exclude: ["testdata"]),
-        .testTarget(name: "DrainTests", dependencies: ["Drain", "Spool", "S3", "Hashing", "PipelineStorage"]),
+        // Launches moto_server (SigV4 auth on) and the fault proxy for the integration tests of every module.
+        .target(name: "LocalS3Support", path: "Tests/LocalS3Support"),
+        .testTarget(name: "S3Tests", dependencies: ["S3", "Hashing", "LocalS3Support"], exclude: ["testdata"]),
+        .testTarget(
+            name: "DrainTests", dependencies: ["Drain", "Spool", "S3", "Hashing", "PipelineStorage", "LocalS3Support"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "Hashing", "CSQLite"]),
         .testTarget(name: "PipelineStorageTests", dependencies: ["PipelineStorage", "Spool", "Hashing"]),
         .testTarget(
             name: "CommandLineTests",
             dependencies: [
-                "Spool", "Hashing", "spool-put", "spool-inspect", "spool-bench", "spool-load", "spool-drain",
+                "Spool", "Hashing", "S3", "LocalS3Support", "spool-put", "spool-inspect", "spool-bench", "spool-load",
+                "spool-drain",
             ]),
     ]
 )

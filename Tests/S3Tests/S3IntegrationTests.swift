@@ -1,6 +1,7 @@
 import Foundation
 import Hashing
 import Synchronization
+@testable import LocalS3Support
 import Testing
 
 @testable import S3

@@ -1,4 +1,5 @@
 import Foundation
+@testable import LocalS3Support
 import Testing
 
 @Suite("LocalS3: the local moto_server and the fault proxy in front of it")
