@@ -149,7 +149,11 @@ public final class Drainer: Sendable {
         let open = status.resources.filter { $0.state == "pending" || $0.state == "uploading" }.reduce(0) {
             $0 + $1.count
         }
-        return open == 0 && status.manifestsPending == 0
+        // A `_bundle.json` held back by a failed resource cannot become due until an operator retries it: waiting for
+        // it would never end.
+        guard open == 0 else { return false }
+        if status.manifestsPending == 0 { return true }
+        return try await spool.manifestsStillDeliverable() == 0
     }
 
     private func start(_ claim: DeliveryClaim) {
@@ -332,7 +336,9 @@ final class Wakeup: Sendable {
 
     func wait(timeout: Duration) async {
         let timer = Task { [self] in
-            try? await Task.sleep(for: timeout)
+            // Cancelled (the wait ended early): no signal, or the next wait would return at once, and the one after
+            // it, and so on — a drainer spinning through claim transactions instead of waiting.
+            do { try await Task.sleep(for: timeout) } catch { return }
             signal()
         }
         await withCheckedContinuation { continuation in

@@ -39,8 +39,13 @@ struct ResourceDelivery {
             logger.warning("lease lost", metadata: ["resource": "\(resource.id)", "key": "\(resource.objectKey)"])
             return .leaseLost
         } catch is CancellationError {
-            try? await spool.releaseClaim(id: resource.id, token: token, reason: "drainer stopping")
-            return .released
+            do {
+                try await spool.releaseClaim(id: resource.id, token: token, reason: "drainer stopping")
+                return .released
+            } catch {
+                // Cancelled because the lease moved to another drainer: nothing of ours to release.
+                return .leaseLost
+            }
         } catch let error as PayloadError {
             return await record(failure: error.code, message: error.message)
         } catch {
@@ -67,6 +72,22 @@ struct ResourceDelivery {
     }
 
     private func deliverMultipart(_ write: ObjectWrite, plan: [PartPlan]) async throws -> DeliveryOutcome {
+        let outcome = try await uploadMultipart(write, plan: plan)
+        if case .delivered = outcome {
+            // A CreateMultipartUpload whose answer was lost (and that the client retried) left an upload no row
+            // records; now that the object is in place, every upload of its key this spool does not track is garbage.
+            do {
+                try await abortLeftoverUploads(key: write.key)
+            } catch {
+                logger.warning(
+                    "leftover multipart uploads not swept",
+                    metadata: ["resource": "\(resource.id)", "key": "\(write.key)", "error": "\(error)"])
+            }
+        }
+        return outcome
+    }
+
+    private func uploadMultipart(_ write: ObjectWrite, plan: [PartPlan]) async throws -> DeliveryOutcome {
         var uploadID = resource.uploadID
         var held: [Int: StoredPart] = [:]
         if let existing = uploadID {
@@ -264,7 +285,7 @@ struct ResourceDelivery {
     /// Reads the payload back and checks it against what the writer recorded: a damaged spool file is never sent.
     private func preparePayload() async throws -> PreparedPayload {
         switch resource.payloadStorage {
-        case .pending, .inline where resource.kind == .manifest:
+        case _ where resource.kind == .manifest:
             let bytes = try await spool.manifestPayload(id: resource.id, token: token)
             let digest = PayloadDigest.compute(bytes)
             return PreparedPayload(
@@ -441,7 +462,8 @@ enum Backoff {
     static func delay(afterAttempt attempt: Int, options: StorageOptions, cap: Duration) -> Duration {
         let base = max(0.001, options.retryDelaySeconds)
         guard options.exponentialBackoff else { return .milliseconds(Int64(base * 1000)) }
-        let ceiling = min(base * pow(2, Double(min(attempt, 40))), Double(cap.components.seconds))
+        let capSeconds = Double(cap.components.seconds) + Double(cap.components.attoseconds) / 1e18
+        let ceiling = min(base * pow(2, Double(min(attempt, 40))), capSeconds)
         let seconds = Double.random(in: base...max(base, ceiling))
         return .milliseconds(Int64(seconds * 1000))
     }

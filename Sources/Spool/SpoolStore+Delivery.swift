@@ -158,7 +158,12 @@ extension SpoolStore {
                         UPDATE resources SET lease_expires_at = ?, updated_at = ?
                         WHERE id = ? AND fencing_token = ? AND state = 'uploading'
                         """, [.integer(until), .integer(now), .integer(id), .integer(token)])
-                    if changed == 0 { lost.append(id) }
+                    guard changed == 0 else { continue }
+                    // Lost only when another claim holds it now (a new token). A row this claim itself just recorded
+                    // (done, retry, failed, released) keeps its token: its delivery is finishing, not to be stopped.
+                    let current = try connection.queryFirst(
+                        "SELECT fencing_token FROM resources WHERE id = ?", [.integer(id)], { $0.int64(0) })
+                    if current != token { lost.append(id) }
                 }
                 return lost
             }
@@ -442,6 +447,20 @@ extension SpoolStore {
                 WHERE u.finished_at IS NULL
                   AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.upload_id = u.upload_id)
                 """, [], { ($0.text(0), $0.int64(1), $0.text(2)) })
+        }
+    }
+
+    /// `_bundle.json` rows still to be written that can still become due: pending or uploading, in a bundle none of
+    /// whose resources has failed (a failed resource holds its bundle's marker back until an operator retries it).
+    public func manifestsStillDeliverable() async throws -> Int {
+        try await database.run { connection in
+            try connection.queryFirst(
+                """
+                SELECT COUNT(*) FROM resources m
+                WHERE m.kind = 'manifest' AND m.state IN ('pending', 'uploading')
+                  AND NOT EXISTS (SELECT 1 FROM resources x
+                                  WHERE x.bundle_id = m.bundle_id AND x.kind = 'resource' AND x.state = 'failed')
+                """, [], { $0.int(0) }) ?? 0
         }
     }
 
