@@ -1,0 +1,323 @@
+import Foundation
+import Hashing
+@testable import LocalS3Support
+import S3
+import Spool
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Shared by DrainCrashTests and DrainChaosTests: a versioned bucket on the local moto server, a spool filled by
+// spool-load, spool-drain as a child process, and the end-to-end check that everything acknowledged arrived exactly
+// once.
+
+/// A bucket on moto (versioning on) and a spool that feeds it, with every write spool-load acknowledged.
+struct DrainScenario {
+    let directory: String
+    let server: LocalS3.Server
+    let bucket: String
+    /// Key prefix, ending in "/".
+    let prefix: String
+    /// Talks to moto directly (never through a fault proxy).
+    let client: S3Client
+    var writes: [AcknowledgedWrite] = []
+    var sealed: Set<String> = []
+
+    var spoolDirectory: String { directory + "/spool" }
+
+    /// A new bucket with versioning on, named after the test.
+    static func make(directory: String, name: String = #function) async throws -> DrainScenario {
+        let server = try await LocalS3.shared.server()
+        let client = S3Client(
+            configuration: S3Configuration(region: server.region, endpoint: server.endpoint),
+            credentials: StaticCredentialsProvider(
+                AWSCredentials(accessKeyID: server.accessKeyID, secretAccessKey: server.secretAccessKey)))
+        let bucket = uniquePrefix(name)
+        try await client.createBucket(bucket)
+        try await client.putBucketVersioning(bucket, enabled: true)
+        return DrainScenario(
+            directory: directory, server: server, bucket: bucket, prefix: "load/", client: client)
+    }
+
+    /// Runs spool-load once (new bundles, all sealed), recording `endpoint` as the destination's endpoint.
+    mutating func load(
+        endpoint: String, bundles: Int, resources: Int, minSize: String, maxSize: String, seed: UInt64,
+        writers: Int = 4
+    ) throws {
+        let result = try runTool(
+            "spool-load",
+            [
+                "--spool", spoolDirectory, "--bucket", bucket, "--endpoint", endpoint, "--region", server.region,
+                "--prefix", prefix, "--bundles", String(bundles), "--resources", String(resources),
+                "--min-size", minSize, "--max-size", maxSize, "--writers", String(writers), "--seed", String(seed),
+            ])
+        try #require(result.status == 0, "spool-load failed: \(result.stderr)")
+        let output = parseLoadOutput(result.stdout)
+        try #require(output.finished, "spool-load did not finish: \(result.stderr)")
+        try #require(output.writes.count == bundles * resources)
+        try #require(output.sealed.count == bundles)
+        writes += output.writes
+        sealed.formUnion(output.sealed)
+    }
+
+    /// What spool-drain needs from the environment: moto's credentials and region, nothing else of AWS's.
+    var drainerEnvironment: [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        for name in environment.keys where name.hasPrefix("AWS_") { environment[name] = nil }
+        for name in ["http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+            environment[name] = nil
+        }
+        environment["AWS_ACCESS_KEY_ID"] = server.accessKeyID
+        environment["AWS_SECRET_ACCESS_KEY"] = server.secretAccessKey
+        environment["AWS_REGION"] = server.region
+        return environment
+    }
+
+    /// Starts spool-drain on this spool with JSON logs into `logPath`.
+    func startDrainer(_ extraArguments: [String], logPath: String) throws -> ChildProcess {
+        try ChildProcess(
+            tool: "spool-drain",
+            arguments: ["--spool", spoolDirectory, "--no-progress", "--log-format", "json"] + extraArguments,
+            environment: drainerEnvironment, logPath: logPath)
+    }
+
+    func manifestKey(_ bundle: String) -> String { prefix + bundle + "/_bundle.json" }
+}
+
+/// A tool running as a child process, standard error (the log) into a file. Waiting never blocks a thread.
+final class ChildProcess {
+    let process = Process()
+    let logPath: String
+    let startedAt = ContinuousClock.now
+
+    init(tool: String, arguments: [String], environment: [String: String], logPath: String) throws {
+        self.logPath = logPath
+        process.executableURL = URL(fileURLWithPath: binDirectory + "/" + tool)
+        process.arguments = arguments
+        process.environment = environment
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        try process.run()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var isRunning: Bool { process.isRunning }
+
+    /// Sends a signal; false when the process had already ended.
+    @discardableResult
+    func send(_ signalNumber: Int32) -> Bool {
+        guard process.isRunning else { return false }
+        return kill(process.processIdentifier, signalNumber) == 0
+    }
+
+    /// Waits for the process to end; false on timeout (the process is left running).
+    func waitForExit(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return true
+    }
+
+    /// Kills it with SIGKILL and waits for it (after a failed wait, so that no child outlives its test).
+    func killAndWait() async {
+        send(SIGKILL)
+        _ = await waitForExit(timeout: .seconds(30))
+    }
+
+    var exitStatus: Int32 { process.terminationStatus }
+    var killedBySignal: Bool { process.terminationReason == .uncaughtSignal }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// The JSON log lines whose message is `message`.
+    func logLines(_ message: String) -> [[String: Any]] {
+        log.split(separator: "\n").compactMap { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                object["message"] as? String == message
+            else { return nil }
+            return object
+        }
+    }
+}
+
+/// What the spool's audit trail says about every resource and `_bundle.json` row.
+struct AuditSummary {
+    /// `resource.delivered` events per resource id.
+    var deliveries: [Int64: Int] = [:]
+    /// The pid of the process that recorded each delivery.
+    var deliveredBy: [Int64: Int] = [:]
+    /// `lease.reclaimed` events.
+    var reclaims = 0
+    /// Deliveries settled by HEAD after a lost answer ("already in place").
+    var alreadyInPlace: Int { alreadyInPlaceIDs.count }
+    /// The resources (and manifests) whose delivery was settled that way.
+    var alreadyInPlaceIDs: Set<Int64> = []
+    /// `resource.released` events (graceful shutdown, paused destinations).
+    var releases = 0
+    /// `resource.retry_scheduled` events, by error code.
+    var retriesByCode: [String: Int] = [:]
+
+    init(_ spool: SpoolStore) async throws {
+        let rows = try await spool.listResources(ResourceFilter(limit: 1_000_000, includeManifests: true))
+        for row in rows {
+            for event in try await spool.resourceDetail(row.id).events {
+                switch event.action {
+                case "resource.delivered":
+                    deliveries[row.id, default: 0] += 1
+                    deliveredBy[row.id] = event.actorPID
+                    if event.detail["note"]?.contains("already in place") == true { alreadyInPlaceIDs.insert(row.id) }
+                case "lease.reclaimed": reclaims += 1
+                case "resource.released": releases += 1
+                case "resource.retry_scheduled": retriesByCode[event.detail["error"] ?? "?", default: 0] += 1
+                default: break
+                }
+            }
+        }
+    }
+}
+
+/// The SHA-256 of a file, read a MiB at a time.
+func sha256OfFile(_ path: String) throws -> (sha256: String, size: Int64) {
+    let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+    defer { try? handle.close() }
+    var hasher = SHA256Hasher()
+    var size: Int64 = 0
+    while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+        chunk.withUnsafeBytes { hasher.update($0) }
+        size += Int64(chunk.count)
+    }
+    return (hasher.finalize().hexString, size)
+}
+
+/// One object downloaded and hashed.
+private struct Downloaded: Sendable {
+    var key: String
+    var size: Int64
+    var sha256: String
+    var lastModified: Date?
+    var metadataSHA256: String?
+}
+
+/// The end-to-end check after a drain: in the bucket, every acknowledged resource and every sealed bundle's
+/// `_bundle.json` exists with exactly one version (no delete markers, nothing else under the prefix), with the
+/// acknowledged bytes; each `_bundle.json` lists its resources and is no older than any of them; no multipart upload
+/// is left. In the spool, every resource and manifest is `done`, every bundle `delivered`, nothing pending or failed,
+/// and the recorded version ids are the ones in the bucket.
+func verifyDeliveredExactlyOnce(_ scenario: DrainScenario) async throws {
+    let client = scenario.client
+    let bucket = scenario.bucket
+
+    // Exactly one version of exactly the expected keys.
+    let versions = try await client.listAllObjectVersions(bucket: bucket, prefix: scenario.prefix)
+    #expect(versions.filter(\.isDeleteMarker).isEmpty, "delete markers: \(versions.filter(\.isDeleteMarker))")
+    let versionsByKey = Dictionary(grouping: versions.filter { !$0.isDeleteMarker }, by: \.key)
+    let duplicated = versionsByKey.filter { $0.value.count != 1 }.mapValues(\.count)
+    #expect(duplicated.isEmpty, "keys with more than one version: \(duplicated)")
+    let expectedKeys = Set(scenario.writes.map(\.key)).union(scenario.sealed.map(scenario.manifestKey))
+    let presentKeys = Set(versionsByKey.keys)
+    #expect(expectedKeys.subtracting(presentKeys).isEmpty, "missing: \(expectedKeys.subtracting(presentKeys).sorted())")
+    #expect(
+        presentKeys.subtracting(expectedKeys).isEmpty, "unexpected: \(presentKeys.subtracting(expectedKeys).sorted())")
+
+    // The bytes: every acknowledged resource downloaded (large ones streamed to a file) and hashed.
+    let downloadDirectory = scenario.directory + "/downloads"
+    try FileManager.default.createDirectory(atPath: downloadDirectory, withIntermediateDirectories: true)
+    let downloads = try await withThrowingTaskGroup(of: Downloaded.self) { group -> [String: Downloaded] in
+        var results: [String: Downloaded] = [:]
+        var started = 0
+        for write in scenario.writes {
+            if started >= 4, let done = try await group.next() { results[done.key] = done }
+            started += 1
+            group.addTask {
+                if write.size >= 8 << 20 {
+                    let path = downloadDirectory + "/" + UUID().uuidString
+                    defer { try? FileManager.default.removeItem(atPath: path) }
+                    let metadata = try await client.getObject(bucket: bucket, key: write.key, to: path)
+                    let (sha256, size) = try sha256OfFile(path)
+                    return Downloaded(
+                        key: write.key, size: size, sha256: sha256, lastModified: metadata.lastModified,
+                        metadataSHA256: metadata.metadata["sha256"])
+                }
+                let (bytes, metadata) = try await client.getObjectBytes(bucket: bucket, key: write.key)
+                return Downloaded(
+                    key: write.key, size: Int64(bytes.count), sha256: SHA256Hasher.hexDigest(bytes),
+                    lastModified: metadata.lastModified, metadataSHA256: metadata.metadata["sha256"])
+            }
+        }
+        for try await done in group { results[done.key] = done }
+        return results
+    }
+    for write in scenario.writes {
+        guard let object = downloads[write.key] else { continue }
+        #expect(object.size == write.size, "\(write.key): size \(object.size), acknowledged \(write.size)")
+        #expect(object.sha256 == write.sha256, "\(write.key): content differs from what was acknowledged")
+        #expect(object.metadataSHA256 == write.sha256, "\(write.key): x-amz-meta-sha256")
+    }
+
+    // Each _bundle.json: one version, lists exactly its resources with their digests and versions, written last.
+    let writesByBundle = Dictionary(grouping: scenario.writes, by: \.bundle)
+    for bundle in scenario.sealed {
+        let key = scenario.manifestKey(bundle)
+        guard presentKeys.contains(key) else { continue }
+        let (bytes, metadata) = try await client.getObjectBytes(bucket: bucket, key: key)
+        let document = try #require(
+            try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any], "\(key) is not a JSON object")
+        #expect(document["bundle_id"] as? String == bundle)
+        let entries = try #require(document["resources"] as? [[String: Any]], "\(key) has no resources")
+        let bundleWrites = writesByBundle[bundle] ?? []
+        #expect(entries.count == bundleWrites.count, "\(key): \(entries.count) entries, \(bundleWrites.count) written")
+        let entriesByKey = Dictionary(
+            entries.compactMap { entry in (entry["key"] as? String).map { ($0, entry) } },
+            uniquingKeysWith: { first, _ in first })
+        for write in bundleWrites {
+            let entry = entriesByKey[write.key]
+            #expect(entry?["sha256"] as? String == write.sha256, "\(key): entry for \(write.key)")
+            #expect((entry?["size"] as? NSNumber)?.int64Value == write.size, "\(key): size of \(write.key)")
+            if let listed = versionsByKey[write.key]?.first?.versionID {
+                #expect(entry?["version_id"] as? String == listed, "\(key): version of \(write.key)")
+            }
+        }
+        let newestResource = bundleWrites.compactMap { downloads[$0.key]?.lastModified }.max()
+        if let manifestTime = metadata.lastModified, let newestResource {
+            #expect(manifestTime >= newestResource, "\(key) is older than one of its resources")
+        } else {
+            Issue.record("\(key): no Last-Modified to compare")
+        }
+    }
+
+    // No multipart upload left behind, anywhere in the bucket.
+    let uploads = try await client.listAllMultipartUploads(bucket: bucket)
+    #expect(uploads.isEmpty, "multipart uploads left: \(uploads.map { "\($0.key) \($0.uploadID)" })")
+
+    // The spool agrees: all done, all delivered, the version ids recorded are the ones in the bucket.
+    let spool = try SpoolStore.open(scenario.spoolDirectory)
+    let rows = try await spool.listResources(ResourceFilter(limit: 1_000_000, includeManifests: true))
+    let rowsByID = Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0) })
+    let notDone = rows.filter { $0.state != .done }.prefix(10).map {
+        "\($0.id) \($0.state) \($0.lastErrorCode ?? "") \($0.lastErrorMessage ?? "")"
+    }
+    #expect(notDone.isEmpty, "not done: \(notDone)")
+    for write in scenario.writes {
+        let row = try #require(rowsByID[write.id], "acknowledged resource \(write.id) is not in the spool")
+        #expect(row.objectKey == write.key)
+        #expect(
+            row.versionID != nil && row.versionID == versionsByKey[write.key]?.first?.versionID,
+            "resource \(write.id): recorded version \(row.versionID ?? "nil") is not the object's")
+    }
+    for bundle in scenario.sealed {
+        #expect(try await spool.bundle(bundle)?.state == .delivered, "bundle \(bundle) is not delivered")
+    }
+    let status = try await spool.status()
+    for total in status.resources where total.state != "done" {
+        #expect(total.count == 0, "\(total.count) resources \(total.state)")
+    }
+    #expect(status.manifestsPending == 0)
+    #expect(status.failuresByCode.isEmpty, "failures: \(status.failuresByCode)")
+    #expect(status.pausedDestinations.isEmpty, "paused: \(status.pausedDestinations)")
+}
