@@ -25,9 +25,13 @@ struct LeaseTests {
     @Test("An expired lease is reclaimed with a new token; the old token can record nothing; the manifest waits for every resource")
     func fencing() async throws {
         try await withTestDirectory { directory in
+            // Time is moved by hand, not slept through: a loaded machine must not expire a lease early.
+            let clock = ManualClock()
+            var spoolOptions = SpoolOptions()
+            spoolOptions.clock = clock
             let storage = try PipelineStorage(
                 directory: directory.target, prefix: "", options: testStorageOptions(),
-                spool: .directory(directory.spool))
+                spool: .directory(directory.spool), spoolOptions: spoolOptions)
             let spool = storage.spool
             let spooled = try await storage.withBundle("leased") { bundle in
                 [
@@ -53,7 +57,7 @@ struct LeaseTests {
                 try await spool.claimDue(owner: "x", limit: 10, leaseDuration: .seconds(10)).isEmpty,
                 "the manifest waits while a resource of its bundle is not done")
 
-            try await Task.sleep(for: .milliseconds(300))
+            clock.advance(by: 300)
             let second = try await spool.claimDue(owner: "b", limit: 10, leaseDuration: .seconds(10))
             #expect(second.count == 1)
             let retaken = try #require(second.first)
@@ -166,4 +170,15 @@ struct LeaseTests {
             #expect(ContinuousClock.now - start >= .milliseconds(150), "the wait returned at once")
         }
     }
+}
+
+/// A wall clock that only moves when told to.
+final class ManualClock: SpoolClock, @unchecked Sendable {
+    // @unchecked: `now` is guarded by the lock.
+    private let lock = NSLock()
+    private var now: Int64 = 1_800_000_000_000
+
+    func nowMilliseconds() -> Int64 { lock.withLock { now } }
+
+    func advance(by milliseconds: Int64) { lock.withLock { now += milliseconds } }
 }
