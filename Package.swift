@@ -76,7 +76,7 @@ let package = Package(
         .executableTarget(
             name: "spool-inspect",
             dependencies: [
-                "Spool", "CommandLineSupport",
+                "Spool", "Drain", "CommandLineSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(

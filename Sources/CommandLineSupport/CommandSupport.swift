@@ -34,11 +34,12 @@ public enum ExitStatus {
     public static let notFound: Int32 = 2
     /// Bad command-line usage (argument-parser's own code).
     public static let usage: Int32 = 64
-    /// Bad input data: an invalid id, URL, metadata, content type, status code or option value.
+    /// Bad input data: an invalid id, URL, metadata, content type, status code or option value, or an operation that
+    /// does not apply to the subject's state (retrying a resource that is not failed).
     public static let invalidInput: Int32 = 65
     /// The spool cannot be created or written, or was made by a newer version.
     public static let cannotCreate: Int32 = 73
-    /// Try again later: the spool is full or the index stayed locked.
+    /// Try again later: the spool is full, the index stayed locked, or a live drainer or writer holds the subject.
     public static let temporaryFailure: Int32 = 75
     /// The spool is damaged.
     public static let corrupt: Int32 = 76
@@ -48,10 +49,10 @@ public enum ExitStatus {
         guard let error = error as? SpoolError else { return failure }
         switch error.code {
         case .invalidBundleID, .invalidResourceName, .invalidURL, .invalidMetadata, .invalidContentType,
-            .invalidStatusCode, .invalidConfiguration:
+            .invalidStatusCode, .invalidConfiguration, .invalidState:
             return invalidInput
         case .spoolUnwritable, .schemaTooNew: return cannotCreate
-        case .spoolFull, .databaseBusy: return temporaryFailure
+        case .spoolFull, .databaseBusy, .inUse: return temporaryFailure
         case .corrupt: return corrupt
         case .bundleNotFound, .resourceNotFound, .spoolNotFound: return notFound
         default: return failure

@@ -115,6 +115,79 @@ public enum Units {
         return Int64(total)
     }
 
+    /// Parses a point in time as Unix milliseconds: ISO 8601 (`2026-11-24T10:00:00Z`, `2026-11-24T10:00:00.250+01:00`,
+    /// `2026-11-24T10:00Z`, `2026-11-24` for midnight UTC; no zone means UTC), or a duration ago (`2h`, `1d`, `90m`)
+    /// counted back from `now`.
+    public static func parseTime(_ text: String, now: Int64) -> Int64? {
+        let trimmed = text.trimmingWhitespace()
+        if let ago = parseDuration(trimmed), !trimmed.contains("-") { return now - ago }
+        return parseTimestamp(trimmed)
+    }
+
+    /// Parses an ISO 8601 date or date-time (see `parseTime`) as Unix milliseconds.
+    public static func parseTimestamp(_ text: String) -> Int64? {
+        var scanner = Array(text.trimmingWhitespace().utf8)[...]
+        func number(_ digits: Int) -> Int64? {
+            guard scanner.count >= digits else { return nil }
+            var value: Int64 = 0
+            for byte in scanner.prefix(digits) {
+                guard byte >= 48 && byte <= 57 else { return nil }
+                value = value * 10 + Int64(byte - 48)
+            }
+            scanner = scanner.dropFirst(digits)
+            return value
+        }
+        func take(_ character: Character) -> Bool {
+            guard let first = scanner.first, first == character.asciiValue else { return false }
+            scanner = scanner.dropFirst()
+            return true
+        }
+        guard let year = number(4), take("-"), let month = number(2), take("-"), let day = number(2),
+            (1...12).contains(month), (1...31).contains(day)
+        else { return nil }
+        var milliseconds: Int64 = 0
+        if take("T") || take("t") || take(" ") {
+            guard let hour = number(2), take(":"), let minute = number(2), hour < 24, minute < 60 else { return nil }
+            milliseconds = (hour * 60 + minute) * 60_000
+            if take(":") {
+                guard let second = number(2), second < 61 else { return nil }
+                milliseconds += second * 1000
+                if take(".") || take(",") {
+                    var scale: Int64 = 100
+                    var digits = 0
+                    while let byte = scanner.first, byte >= 48 && byte <= 57 {
+                        milliseconds += Int64(byte - 48) * scale
+                        scale /= 10
+                        digits += 1
+                        scanner = scanner.dropFirst()
+                    }
+                    guard digits > 0 else { return nil }
+                }
+            }
+            if take("Z") || take("z") {
+            } else if let sign = scanner.first, sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") {
+                scanner = scanner.dropFirst()
+                guard let hours = number(2) else { return nil }
+                _ = take(":")
+                guard let minutes = number(2), hours < 24, minutes < 60 else { return nil }
+                let offset = (hours * 60 + minutes) * 60_000
+                milliseconds += sign == UInt8(ascii: "+") ? -offset : offset
+            }
+        }
+        guard scanner.isEmpty else { return nil }
+        return daysFromCivil(year: year, month: month, day: day) * 86_400_000 + milliseconds
+    }
+
+    /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+    private static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = floorDivide(y, 400)
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+
     private static func twoDigits(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
 
     private static func floorDivide(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : (a - b + 1) / b }

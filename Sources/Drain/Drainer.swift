@@ -82,12 +82,25 @@ public final class Drainer: Sendable {
     private let transfers: AsyncSemaphore
     /// This drainer's lease owner name (`host/pid/nonce`).
     public let owner = SpoolStore.leaseOwnerName()
+    /// What this drainer counts (uploads by result, bytes, durations, retries, ...), for the metrics exporters.
+    public let metrics: DrainMetrics
 
     /// A drainer for a spool.
-    public init(spool: SpoolStore, options: DrainOptions, logger: Logger, resolveStore: @escaping StoreResolver) {
+    ///
+    /// - Parameters:
+    ///   - spool: The spool to deliver.
+    ///   - options: How to behave.
+    ///   - logger: Where to log.
+    ///   - metrics: Where to count what happens (a new set by default).
+    ///   - resolveStore: Makes the object store of a destination.
+    public init(
+        spool: SpoolStore, options: DrainOptions, logger: Logger, metrics: DrainMetrics = DrainMetrics(),
+        resolveStore: @escaping StoreResolver
+    ) {
         self.spool = spool
         self.options = options
         self.logger = logger
+        self.metrics = metrics
         self.resolveStore = resolveStore
         self.transfers = AsyncSemaphore(permits: max(1, options.concurrency))
     }
@@ -157,10 +170,13 @@ public final class Drainer: Sendable {
     }
 
     private func start(_ claim: DeliveryClaim) {
+        let started = ContinuousClock.now
+        if claim.reclaimedFrom != nil { metrics.leaseReclaimed() }
         let resolved: (any ObjectStore, StorageOptions)
         do {
             resolved = try store(for: claim.destination)
         } catch {
+            metrics.record(.paused, kind: claim.resource.kind, duration: ContinuousClock.now - started)
             logger.error("destination unusable", metadata: ["destination": "\(claim.destination.spec.displayName)", "error": "\(error)"])
             Task {
                 try? await spool.pauseDestination(
@@ -172,12 +188,15 @@ public final class Drainer: Sendable {
         }
         let delivery = ResourceDelivery(
             claim: claim, spool: spool, store: resolved.0, options: resolved.1, drain: options, transfers: transfers,
-            logger: logger)
+            metrics: metrics, logger: logger)
         let id = claim.resource.id
+        let kind = claim.resource.kind
         state.withLock { state in
             state.progress.inFlight += 1
+            metrics.inFlight(state.progress.inFlight)
             let task = Task { [self] in
                 let outcome = await delivery.run()
+                metrics.record(outcome, kind: kind, duration: ContinuousClock.now - started)
                 finished(id, outcome: outcome)
             }
             state.inFlight[id] = InFlight(token: claim.token, task: task)
@@ -188,6 +207,7 @@ public final class Drainer: Sendable {
         state.withLock { state in
             state.inFlight[id] = nil
             state.progress.inFlight = state.inFlight.count
+            metrics.inFlight(state.progress.inFlight)
             switch outcome {
             case .delivered(let bytes):
                 state.progress.delivered += 1
@@ -236,6 +256,7 @@ public final class Drainer: Sendable {
             if !files.isEmpty {
                 await spool.removePayloadFiles(files)
                 state.withLock { $0.progress.orphanFilesRemoved += files.count }
+                metrics.orphanFilesRemoved(files.count)
                 logger.info("orphan payload files removed", metadata: ["count": "\(files.count)"])
             }
             for upload in try await spool.orphanedUploads() {
@@ -247,6 +268,7 @@ public final class Drainer: Sendable {
                 } catch let error as ObjectStoreError where error.kind == .noSuchUpload {}
                 try await spool.recordUploadFinished(upload.uploadID, outcome: "aborted")
                 state.withLock { $0.progress.orphanUploadsAborted += 1 }
+                metrics.orphanUploadAborted()
                 logger.info("orphan multipart upload aborted", metadata: ["key": "\(upload.key)", "upload_id": "\(upload.uploadID)"])
             }
         } catch {

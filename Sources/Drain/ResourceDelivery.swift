@@ -5,11 +5,11 @@ import Logging
 import S3
 import Spool
 
-/// How one delivery ended.
+/// How one delivery ended; the codes are value-free (they become metric labels).
 enum DeliveryOutcome: Sendable {
     case delivered(bytes: Int64)
-    case retryScheduled
-    case failed
+    case retryScheduled(code: String)
+    case failed(code: String)
     case paused
     case leaseLost
     case released
@@ -25,7 +25,10 @@ struct ResourceDelivery {
     let options: StorageOptions
     let drain: DrainOptions
     let transfers: AsyncSemaphore
+    let metrics: DrainMetrics
     let logger: Logger
+    /// When the delivery began, for the duration in its log line.
+    let started = ContinuousClock.now
 
     var resource: ResourceRecord { claim.resource }
     var token: Int64 { claim.token }
@@ -133,6 +136,7 @@ struct ResourceDelivery {
                             uploadID: upload, partNumber: part.number, size: part.length, etag: stored.etag,
                             checksumCRC32C: CRC32C(resuming: part.crc32c).base64BigEndian, checksumSHA256: part.sha256,
                             recordedAt: Int64(Date().timeIntervalSince1970 * 1000)))
+                    metrics.partUploaded()
                     return stored
                 }
             }
@@ -175,6 +179,7 @@ struct ResourceDelivery {
                 try await store.abortUpload(key: key, uploadID: uploadID)
             } catch let error as ObjectStoreError where error.kind == .noSuchUpload {}
             try await spool.recordUploadFinished(uploadID, outcome: "aborted")
+            metrics.orphanUploadAborted()
             logger.info("leftover multipart upload aborted", metadata: ["key": "\(key)", "upload_id": "\(uploadID)"])
         }
     }
@@ -211,6 +216,7 @@ struct ResourceDelivery {
             metadata: [
                 "resource": "\(resource.id)", "bundle": "\(resource.bundleID)", "key": "\(resource.objectKey)",
                 "bytes": "\(bytes)", "attempt": "\(resource.attempts + 1)",
+                "ms": "\((ContinuousClock.now - started).totalMilliseconds)",
             ])
         return .delivered(bytes: bytes)
     }
@@ -256,7 +262,7 @@ struct ResourceDelivery {
                 "resource": "\(resource.id)", "key": "\(resource.objectKey)", "attempt": "\(attempt)",
                 "error_code": "\(code)", "ms": "\(delay.totalMilliseconds)",
             ])
-        return .retryScheduled
+        return .retryScheduled(code: code)
     }
 
     private func record(failure code: String, message: String) async -> DeliveryOutcome {
@@ -269,7 +275,7 @@ struct ResourceDelivery {
         logger.error(
             "resource failed",
             metadata: ["resource": "\(resource.id)", "key": "\(resource.objectKey)", "error_code": "\(code)", "message": "\(message)"])
-        return .failed
+        return .failed(code: code)
     }
 
     // MARK: Payload

@@ -213,9 +213,13 @@ extension SpoolStore {
                     checksumCRC32C: row.optionalText(4), checksumSHA256: row.optionalText(5),
                     recordedAt: row.int64(6))
             }
+            // A discarded resource's row is deleted, so a later resource may get its id again: its events are told
+            // apart by their bundle (or, for the few without one, by coming after this resource was spooled).
             let events = try connection.query(
-                "SELECT \(AuditRows.columns) FROM audit_events WHERE resource_id = ? ORDER BY at, id",
-                [.integer(id)], AuditRows.map)
+                """
+                SELECT \(AuditRows.columns) FROM audit_events
+                WHERE resource_id = ?1 AND (bundle_id = ?2 OR (bundle_id IS NULL AND at >= ?3)) ORDER BY at, id
+                """, [.integer(id), .text(resource.bundleID), .integer(resource.spooledAt)], AuditRows.map)
             return ResourceDetail(
                 resource: resource, bundle: bundle, destination: destination, parts: parts, events: events)
         }

@@ -217,32 +217,39 @@ public final class SpoolStore: Sendable {
                     throw SpoolError(.bundleNotOpen, "bundle '\(id)' was discarded and cannot be sealed")
                 case .open: break
                 }
-                try connection.execute(
-                    """
-                    UPDATE bundles SET state = 'sealed', resource_count = last_seq, sealed_at = ?, updated_at = ?,
-                                       writer_pid = NULL
-                    WHERE id = ?
-                    """, [.integer(now), .integer(now), .text(id)])
-                let destination = bundle.destinationID
-                try connection.execute(
-                    """
-                    INSERT INTO resources (bundle_id, seq, kind, destination_id, object_key, name, url, content_type,
-                                           status_code, metadata, size, sha256, crc32c, payload_storage, state,
-                                           next_attempt_at, spooled_at, updated_at)
-                    VALUES (?, 0, 'manifest', ?, ?, ?, '', 'application/json', 200, '{}', 0, '', 0, 'pending',
-                            'pending', ?, ?, ?)
-                    """,
-                    [
-                        .text(id), .integer(destination),
-                        .text(ObjectKey.manifest(prefix: bundle.keyPrefix, bundleID: id)),
-                        .text(ObjectKey.manifestName), .integer(now), .integer(now), .integer(now),
-                    ])
-                try Audit.append(
-                    connection, at: now, identity: identity, action: "bundle.sealed", bundleID: id,
-                    detail: ["from": "open", "to": "sealed", "resources": String(bundle.resourceCount)])
+                try Self.seal(connection, bundle: bundle, now: now, identity: identity)
                 return try BundleRows.fetch(connection, id: id)!
             }
         }
+    }
+
+    /// Seals an open bundle inside the caller's transaction: state `sealed`, resource count fixed, its `_bundle.json`
+    /// row queued, audit event `bundle.sealed`.
+    static func seal(_ connection: SQLiteConnection, bundle: BundleRecord, now: Int64, identity: ActorIdentity) throws {
+        let id = bundle.id
+        try connection.execute(
+            """
+            UPDATE bundles SET state = 'sealed', resource_count = last_seq, sealed_at = ?, updated_at = ?,
+                               writer_pid = NULL
+            WHERE id = ?
+            """, [.integer(now), .integer(now), .text(id)])
+        let destination = bundle.destinationID
+        try connection.execute(
+            """
+            INSERT INTO resources (bundle_id, seq, kind, destination_id, object_key, name, url, content_type,
+                                   status_code, metadata, size, sha256, crc32c, payload_storage, state,
+                                   next_attempt_at, spooled_at, updated_at)
+            VALUES (?, 0, 'manifest', ?, ?, ?, '', 'application/json', 200, '{}', 0, '', 0, 'pending',
+                    'pending', ?, ?, ?)
+            """,
+            [
+                .text(id), .integer(destination),
+                .text(ObjectKey.manifest(prefix: bundle.keyPrefix, bundleID: id)),
+                .text(ObjectKey.manifestName), .integer(now), .integer(now), .integer(now),
+            ])
+        try Audit.append(
+            connection, at: now, identity: identity, action: "bundle.sealed", bundleID: id,
+            detail: ["from": "open", "to": "sealed", "resources": String(bundle.resourceCount)])
     }
 
     /// The bundle with this id, if any.

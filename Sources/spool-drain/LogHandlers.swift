@@ -28,10 +28,10 @@ struct StandardErrorLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(
-        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
-        file: String, function: String, line: UInt
-    ) {
+    func log(event: LogEvent) {
+        let level = event.level
+        let message = event.message
+        let explicit = event.metadata
         var merged = metadata
         for (key, value) in explicit ?? [:] { merged[key] = value }
         let time = Self.timestamp()

@@ -23,6 +23,12 @@ struct SpoolDrain: AsyncParsableCommand {
             region and endpoint come from the spool (what the writer recorded), else --region/--endpoint, else \
             AWS_REGION/AWS_DEFAULT_REGION and AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL.
 
+            Metrics (docs/METRICS.md): --metrics-file rewrites a Prometheus text file atomically every \
+            --metrics-interval and at exit. Destinations whose options enable cloudwatchMetrics, and \
+            --cloudwatch-namespace, get PutMetricData calls every interval (endpoint from \
+            AWS_ENDPOINT_URL_CLOUDWATCH/AWS_ENDPOINT_URL, else monitoring.<region>.amazonaws.com); --emf or \
+            --emf-file write Embedded Metric Format lines instead. Metrics failures are logged, never fatal.
+
             Exit status: 0 success (resources that failed are kept in the spool: see spool-inspect); 1 failure; \
             73 spool not writable or too new; 2 no spool at the path.
             """)
@@ -68,6 +74,8 @@ struct SpoolDrain: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Show a progress line (default: when standard error is a terminal).")
     var progress: Bool?
 
+    @OptionGroup(title: "Metrics") var metrics: MetricsOptions
+
     func validate() throws {
         guard concurrency >= 1 && concurrency <= 256 else { throw ValidationError("--concurrency must be 1...256") }
         guard leaseSeconds >= 5 else { throw ValidationError("--lease-seconds must be at least 5") }
@@ -78,6 +86,7 @@ struct SpoolDrain: AsyncParsableCommand {
             throw ValidationError("--log-level '\(logLevel)' is not a level: trace, debug, info, notice, warning, error")
         }
         if once && untilDone { throw ValidationError("give --once or --until-done, not both") }
+        try metrics.validate()
     }
 
     func run() async throws {
@@ -96,19 +105,32 @@ struct SpoolDrain: AsyncParsableCommand {
             options.untilDone = untilDone
             options.retainDelivered = retainDelivered
             options.gracePeriod = .milliseconds(Int64(gracePeriod * 1000))
-            let resolver = StoreResolver(
+            let resolver = DestinationStores(
                 region: region, endpoint: endpoint, caBundle: caBundle, uploadTimeout: uploadTimeout)
             let drainer = Drainer(spool: spool, options: options, logger: logger) { try resolver.store(for: $0) }
+            let reporter = MetricsReporter(
+                spool: spool, metrics: drainer.metrics, options: try metrics.reporterOptions(caBundle: caBundle),
+                logger: logger)
+            let publishing = Task { await reporter.run() }
             let signals = SignalHandler { drainer.stop() }
             defer { signals.cancel() }
             logger.info(
                 "drainer started",
                 metadata: ["spool": "\(spool.layout.root)", "owner": "\(drainer.owner)", "concurrency": "\(concurrency)"])
             let showProgress = progress ?? Terminal.standardErrorIsTerminal
-            let reporter = showProgress ? Task { await Self.reportProgress(drainer, spool: spool) } : nil
-            let result = try await drainer.run()
-            reporter?.cancel()
+            let progressReporter = showProgress ? Task { await Self.reportProgress(drainer, spool: spool) } : nil
+            let outcome: Result<DrainProgress, any Error>
+            do {
+                outcome = .success(try await drainer.run())
+            } catch {
+                outcome = .failure(error)
+            }
+            progressReporter?.cancel()
             ProgressLine.clear()
+            publishing.cancel()
+            await publishing.value
+            await reporter.publishFinal()
+            let result = try outcome.get()
             logger.info(
                 "drainer stopped",
                 metadata: [
@@ -134,45 +156,6 @@ struct SpoolDrain: AsyncParsableCommand {
             if progress.failed > 0 { text += " · failed \(progress.failed)" }
             if let paused = status?.pausedDestinations, !paused.isEmpty { text += " · PAUSED \(paused.count)" }
             ProgressLine.draw(text)
-        }
-    }
-}
-
-/// Builds object stores for destinations: one S3 client per region and endpoint, shared.
-final class StoreResolver: Sendable {
-    private let region: String?
-    private let endpoint: String?
-    private let caBundle: String?
-    private let uploadTimeout: Double?
-    private let clients = Mutex<[String: S3Client]>([:])
-
-    init(region: String?, endpoint: String?, caBundle: String?, uploadTimeout: Double?) {
-        self.region = region
-        self.endpoint = endpoint
-        self.caBundle = caBundle
-        self.uploadTimeout = uploadTimeout
-    }
-
-    func store(for destination: DestinationRecord) throws -> any ObjectStore {
-        var options = (try? JSONDecoder().decode(StorageOptions.self, from: Data(destination.spec.optionsJSON.utf8)))
-            ?? StorageOptions()
-        if let uploadTimeout { options.uploadTimeoutSeconds = uploadTimeout }
-        switch destination.spec.kind {
-        case .file:
-            return DirectoryObjectStore(root: destination.spec.location)
-        case .s3:
-            var configuration = try S3Configuration.resolve(
-                region: destination.spec.region.isEmpty ? region : destination.spec.region,
-                endpoint: destination.spec.endpoint.isEmpty ? endpoint : destination.spec.endpoint)
-            configuration.transport.caBundlePath = caBundle
-            let key = configuration.region + "|" + (configuration.endpoint ?? "")
-            let client = clients.withLock { clients -> S3Client in
-                if let existing = clients[key] { return existing }
-                let client = S3Client(configuration: configuration, credentials: EnvironmentCredentialsProvider())
-                clients[key] = client
-                return client
-            }
-            return S3ObjectStore(client: client, bucket: destination.spec.location, options: options)
         }
     }
 }

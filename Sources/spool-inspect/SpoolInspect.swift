@@ -8,12 +8,18 @@ import Spool
 struct SpoolInspect: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spool-inspect",
-        abstract: "Show what a spool holds: pending, stuck and delivered resources.",
+        abstract: "Show and repair what a spool holds: pending, stuck and delivered resources.",
         discussion: """
-            Exit status: 0 success; 2 spool, resource or bundle not found; 64 usage; 65 invalid input; 73 spool not \
-            writable or too new; 75 spool busy; 76 spool damaged; 1 other failure.
+            Exit status: 0 success; 1 problems found (verify) or other failure; 2 spool, resource or bundle not \
+            found; 64 usage, or a confirmation refused or impossible (no terminal and no --yes); 65 invalid input, \
+            or an operation that does not apply (retrying a resource that is not failed); 73 spool not writable or \
+            too new; 75 spool busy, or a live drainer or writer holds the subject (--force where offered); 76 spool \
+            damaged. Each command's help lists its own.
             """,
-        subcommands: [Status.self, List.self, Show.self],
+        subcommands: [
+            Status.self, List.self, Show.self, Stuck.self, Retry.self, Abort.self,
+            Seal.self, Discard.self, Purge.self, Verify.self, Find.self, Audit.self, Metrics.self,
+        ],
         defaultSubcommand: Status.self)
 }
 
