@@ -105,8 +105,11 @@ let package = Package(
         .testTarget(name: "S3Tests", dependencies: ["S3", "Hashing", "LocalS3Support"], exclude: ["testdata"]),
         .testTarget(
             name: "DrainTests", dependencies: ["Drain", "Spool", "S3", "Hashing", "PipelineStorage", "LocalS3Support"]),
-        .testTarget(name: "SpoolTests", dependencies: ["Spool", "Hashing", "CSQLite"]),
-        .testTarget(name: "PipelineStorageTests", dependencies: ["PipelineStorage", "Spool", "Hashing"]),
+        // Assertions shared by the spool's test targets.
+        .target(name: "SpoolTestSupport", dependencies: ["Spool"], path: "Tests/SpoolTestSupport"),
+        .testTarget(name: "SpoolTests", dependencies: ["Spool", "Hashing", "CSQLite", "SpoolTestSupport"]),
+        .testTarget(
+            name: "PipelineStorageTests", dependencies: ["PipelineStorage", "Spool", "Hashing", "SpoolTestSupport"]),
         .testTarget(
             name: "CommandLineTests",
             dependencies: [

@@ -21,10 +21,10 @@ cannot check them with auth on and still answers 500. The tests should sign with
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from processwatch import restore_default_signals, watch_parent  # noqa: E402
 
 from moto.core.exceptions import _RESTError
 from moto.iam import access_control
@@ -53,41 +53,6 @@ def _init(self, account_id, method, path, data, body, headers, action):  # type:
 access_control.IAMRequestBase.__init__ = _init  # type: ignore[method-assign]
 
 
-def _process_identity(pid: int):
-    """Something that changes when `pid` ends (its start time in /proc), or None once it has ended."""
-    if os.path.isdir("/proc/self"):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        return None if fields[0] in ("Z", "X") else fields[19]  # state, starttime
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return True
-
-
-def watch_parent(pid: int) -> None:
-    """Exit this process within a second of process `pid` ending (same as in tools/faultproxy.py)."""
-    identity = _process_identity(pid)
-    if identity is None:
-        print(f"moto_server: parent process {pid} is not running; exiting", file=sys.stderr, flush=True)
-        os._exit(0)
-
-    def run() -> None:
-        while True:
-            time.sleep(1)
-            if _process_identity(pid) != identity:
-                print(f"moto_server: parent process {pid} ended; exiting", file=sys.stderr, flush=True)
-                os._exit(0)
-
-    threading.Thread(target=run, name="parent-watchdog", daemon=True).start()
-
-
 def _take_parent_pid(argv: list[str]) -> tuple[int | None, list[str]]:
     """Remove `--parent-pid PID` / `--parent-pid=PID` from argv (moto_server does not know it)."""
     rest, pid = [], None
@@ -109,10 +74,9 @@ def _take_parent_pid(argv: list[str]) -> tuple[int | None, list[str]]:
 if __name__ == "__main__":
     from moto.server import main
 
-    # A blocked signal mask survives exec, and a Swift test process starts its children from dispatch threads,
-    # which block everything: without this, SIGTERM (tools/moto stop, the tests' exit hook) would stay pending.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+    # Without this, SIGTERM (tools/moto stop, the tests' exit hook) would stay pending in a server started by a test.
+    restore_default_signals()
     parent_pid, argv = _take_parent_pid(sys.argv[1:])
     if parent_pid is not None:
-        watch_parent(parent_pid)
+        watch_parent(parent_pid, "moto_server")
     sys.exit(main(argv))

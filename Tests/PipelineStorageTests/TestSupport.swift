@@ -1,6 +1,7 @@
 import Foundation
 import PipelineStorage
 import Synchronization
+@_exported import SpoolTestSupport  // expectSpoolError, for every file of this target
 import Testing
 
 @testable import Spool
@@ -187,30 +188,6 @@ func removeDirectory(_ path: String) async {
 
 // MARK: Errors
 
-/// Runs `body`, expecting a `SpoolError` with `code` whose message contains every fragment.
-@discardableResult
-func expectSpoolError(
-    _ code: SpoolError.Code, mentioning fragments: [String] = [],
-    sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void
-) async -> SpoolError? {
-    do {
-        try await body()
-        Issue.record("expected SpoolError \(code), but nothing was thrown", sourceLocation: sourceLocation)
-        return nil
-    } catch let error as SpoolError {
-        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
-        for fragment in fragments {
-            #expect(
-                error.message.contains(fragment),
-                "message \(error.message.debugDescription) lacks \(fragment.debugDescription)",
-                sourceLocation: sourceLocation)
-        }
-        return error
-    } catch {
-        Issue.record("expected SpoolError \(code), got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
-        return nil
-    }
-}
 
 /// The resources of a bundle (no manifests), oldest first.
 func resources(of bundleID: String, in storage: PipelineStorage) async throws -> [ResourceRecord] {

@@ -1,5 +1,6 @@
 import CSQLite
 import Foundation
+@_exported import SpoolTestSupport  // expectSpoolError, for every file of this target
 import Testing
 
 @testable import Spool
@@ -109,30 +110,6 @@ struct OneChunk: AsyncSequence, Sendable {
 
 // MARK: Errors
 
-/// Runs `body`, expecting a `SpoolError` with `code` whose message contains every fragment.
-@discardableResult
-func expectSpoolError(
-    _ code: SpoolError.Code, mentioning fragments: [String] = [],
-    sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void
-) async -> SpoolError? {
-    do {
-        try await body()
-        Issue.record("expected SpoolError \(code), but nothing was thrown", sourceLocation: sourceLocation)
-        return nil
-    } catch let error as SpoolError {
-        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
-        for fragment in fragments {
-            #expect(
-                error.message.contains(fragment),
-                "message \(error.message.debugDescription) lacks \(fragment.debugDescription)",
-                sourceLocation: sourceLocation)
-        }
-        return error
-    } catch {
-        Issue.record("expected SpoolError \(code), got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
-        return nil
-    }
-}
 
 // MARK: Raw SQLite
 
