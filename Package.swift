@@ -104,7 +104,8 @@ let package = Package(
         .target(name: "LocalS3Support", path: "Tests/LocalS3Support"),
         .testTarget(name: "S3Tests", dependencies: ["S3", "Hashing", "LocalS3Support"], exclude: ["testdata"]),
         .testTarget(
-            name: "DrainTests", dependencies: ["Drain", "Spool", "S3", "Hashing", "PipelineStorage", "LocalS3Support"]),
+            name: "DrainTests",
+            dependencies: ["Drain", "Spool", "S3", "Hashing", "PipelineStorage", "LocalS3Support", "SpoolTestSupport"]),
         // Assertions shared by the spool's test targets.
         .target(name: "SpoolTestSupport", dependencies: ["Spool"], path: "Tests/SpoolTestSupport"),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "Hashing", "CSQLite", "SpoolTestSupport"]),

@@ -5,6 +5,7 @@ import Logging
 import PipelineStorage
 import S3
 import Synchronization
+import SpoolTestSupport
 import Testing
 
 @testable import LocalS3Support
@@ -155,11 +156,7 @@ struct TestDirectory {
     }
 
     func remove() async {
-        for _ in 0..<250 {
-            try? FileManager.default.removeItem(atPath: path)
-            if !FileManager.default.fileExists(atPath: path) { return }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
+        await removeDirectory(path)
     }
 }
 
