@@ -37,7 +37,10 @@ public struct SpoolOptions: Sendable {
     /// Default options: `.fsync`, 64 KiB inline threshold, no limits.
     public init() {}
 
-    func validated() throws -> SpoolOptions {
+    /// The options, checked.
+    ///
+    /// - Throws: `SpoolError.invalidConfiguration` naming the option and the value.
+    public func validated() throws -> SpoolOptions {
         guard (0...Self.maximumInlineThresholdBytes).contains(inlineThresholdBytes) else {
             throw SpoolError(
                 .invalidConfiguration,

@@ -40,6 +40,11 @@ public struct StorageOptions: Sendable, Hashable, Codable {
     public var retryDelaySeconds: Double = 1
     /// Grow the delay exponentially (with full jitter) between attempts.
     public var exponentialBackoff = true
+    /// The shared-config profile the drainer resolves this destination's credentials from (nil: `AWS_PROFILE`,
+    /// else `default`). Only the name is recorded, never a credential.
+    public var awsProfile: String? = nil
+    /// A role the drainer assumes (STS AssumeRole) on top of whatever the credential chain resolves.
+    public var roleARN: String? = nil
     /// Send metrics to CloudWatch.
     public var cloudwatchMetrics = false
     /// CloudWatch namespace.
@@ -90,6 +95,15 @@ public struct StorageOptions: Sendable, Hashable, Codable {
         {
             throw reject("kmsKeyID '\(keyID)' is not a KMS key id, alias or ARN")
         }
+        if let awsProfile,
+            awsProfile.isEmpty || awsProfile.count > 128
+                || awsProfile.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value >= 0x7F || "[]".unicodeScalars.contains($0) })
+        {
+            throw reject("aws.profile '\(awsProfile)' is not a profile name (printable ASCII, no spaces or brackets)")
+        }
+        if let roleARN, !Self.isRoleARN(roleARN) {
+            throw reject("aws.roleARN '\(roleARN)' is not an IAM role ARN; use arn:aws:iam::<account>:role/<name>")
+        }
         let namespace = Array(metricsNamespace.utf8)
         guard (1...255).contains(namespace.count), !metricsNamespace.hasPrefix("AWS/"),
             !namespace.contains(where: { $0 < 0x20 || $0 >= 0x7F })
@@ -97,6 +111,16 @@ public struct StorageOptions: Sendable, Hashable, Codable {
             throw reject(
                 "metricsNamespace '\(metricsNamespace)' is not a CloudWatch namespace (1–255 ASCII, not AWS/)")
         }
+    }
+
+    /// Whether `text` looks like an IAM role ARN: `arn:<partition>:iam::<12-digit account>:role/<path/name>`.
+    static func isRoleARN(_ text: String) -> Bool {
+        let parts = text.split(separator: ":", maxSplits: 5, omittingEmptySubsequences: false)
+        guard parts.count == 6, parts[0] == "arn", parts[1].hasPrefix("aws"), parts[2] == "iam", parts[3].isEmpty,
+            parts[4].count == 12, parts[4].allSatisfy(\.isNumber), parts[5].hasPrefix("role/"), parts[5].count > 5,
+            text.count <= 2048
+        else { return false }
+        return !text.unicodeScalars.contains { $0.value <= 0x20 || $0.value >= 0x7F }
     }
 
     /// The options as the spool records them: JSON with sorted keys, so equal options give equal bytes.

@@ -1,0 +1,70 @@
+import Foundation
+import Spool
+
+extension ApplicationStorageConfiguration {
+    /// The bucket name with `{environment}` substituted.
+    ///
+    /// - Throws: `SpoolError.invalidConfiguration` when the template needs an environment that is not set, has an
+    ///   unknown placeholder, or gives a name S3 would refuse.
+    public func resolvedBucket() throws -> String {
+        guard let bucket else {
+            throw SpoolError(
+                .invalidConfiguration,
+                "no bucket: set 'bucket' in the configuration file or PIPELINE_STORAGE_BUCKET (type s3), or use type file")
+        }
+        // TODO(merge): replace with the bucket helper's expansion in Spool.
+        var name = bucket
+        if name.contains("{environment}") {
+            guard let environment else {
+                throw SpoolError(
+                    .invalidConfiguration,
+                    "bucket '\(bucket)' needs an environment name: set 'environment' or PIPELINE_STORAGE_ENVIRONMENT")
+            }
+            name = name.replacingOccurrences(of: "{environment}", with: environment)
+        }
+        try DestinationSpec.checkBucketName(name)
+        return name
+    }
+
+    /// Opens the storage this configuration describes.
+    ///
+    /// - Throws: `SpoolError` with `.invalidConfiguration` (bucket, directory, options), `.spoolUnwritable`,
+    ///   `.schemaTooNew`.
+    public func makeStorage() throws -> PipelineStorage {
+        let spool: SpoolLocation = spoolDirectory.map { .directory($0) } ?? .default
+        switch type {
+        case .s3:
+            return try PipelineStorage(
+                bucket: try resolvedBucket(), prefix: prefix, region: region ?? awsRegion, endpoint: endpoint,
+                options: options, spool: spool, spoolOptions: spoolOptions)
+        case .file:
+            guard let directory else {
+                throw SpoolError(
+                    .invalidConfiguration,
+                    "type is file but no directory is set: set 'directory' in the configuration file or "
+                        + "PIPELINE_STORAGE_DIRECTORY")
+            }
+            return try PipelineStorage(
+                directory: directory, prefix: prefix, options: options, spool: spool, spoolOptions: spoolOptions)
+        }
+    }
+}
+
+/// Builds the application's storage from environment variables over an optional JSON configuration file (SPEC §6):
+/// storage type (`s3` or `file`), environment name and bucket template (`oc-fetcher-{environment}`), prefix, region,
+/// endpoint, spool directory and limits, decorators, the drainer's AWS profile and role, and every delivery and bucket
+/// option. The README lists every key and variable.
+///
+///     // PIPELINE_STORAGE_CONFIG=/etc/fetcher/storage.json PIPELINE_STORAGE_ENVIRONMENT=prod
+///     let storage = try configureApplicationStorage()
+///
+/// - Parameters:
+///   - environment: The process environment (or another, for tests).
+///   - configFile: A JSON file; nil to use `PIPELINE_STORAGE_CONFIG` when set, else none.
+/// - Throws: `SpoolError.invalidConfiguration` naming the key or variable and the value; `.spoolUnwritable`,
+///   `.schemaTooNew` from opening the spool.
+public func configureApplicationStorage(
+    environment: [String: String] = ProcessInfo.processInfo.environment, configFile: String? = nil
+) throws -> PipelineStorage {
+    try ApplicationStorageConfiguration.load(environment: environment, configFile: configFile).makeStorage()
+}
