@@ -209,6 +209,9 @@ public struct ApplicationStorageConfiguration: Sendable {
         Setting("s3.exponentialBackoff", "Grow the delay exponentially, with full jitter (default true).") {
             $0.options.exponentialBackoff = try $1.bool()
         },
+        Setting("s3.allowInsecureHTTP", "Allow a plain http:// endpoint that is not loopback (default false).") {
+            $0.options.allowInsecureHTTP = try $1.bool()
+        },
         Setting("metrics.cloudwatch", "Send the drainer's metrics to CloudWatch (default false).") {
             $0.options.cloudwatchMetrics = try $1.bool()
         },

@@ -60,6 +60,12 @@ public final class PipelineStorage: Sendable {
         spoolOptions: SpoolOptions = SpoolOptions()
     ) throws {
         try options.validate()
+        if let endpoint, DestinationSpec.isPlainHTTPToRemoteHost(endpoint), !options.allowInsecureHTTP {
+            throw SpoolError(
+                .invalidConfiguration,
+                "endpoint '\(endpoint)' is plain HTTP to a host that is not loopback: credentials and data would "
+                    + "cross the network in the clear; use https, or set allowInsecureHTTP if you really mean it")
+        }
         let destination = try DestinationSpec.s3(
             bucket: bucket, region: region, endpoint: endpoint, optionsJSON: try options.encodedJSON())
         try self.init(

@@ -108,6 +108,20 @@ public struct DestinationSpec: Sendable, Hashable, Codable {
         }
     }
 
+    /// Whether `endpoint` is plain `http://` to a host that is not loopback (`localhost`, `127.x.x.x`, `[::1]`): where
+    /// credentials and data would cross a network in the clear. Such endpoints need `allowInsecureHTTP`.
+    public static func isPlainHTTPToRemoteHost(_ endpoint: String) -> Bool {
+        guard endpoint.lowercased().hasPrefix("http://") else { return false }
+        let authority = endpoint.dropFirst(7).prefix(while: { $0 != "/" }).lowercased()
+        let host: Substring
+        if authority.hasPrefix("[") {
+            host = authority.prefix(while: { $0 != "]" }).dropFirst()
+        } else {
+            host = authority.prefix(while: { $0 != ":" })
+        }
+        return !(host == "localhost" || host == "::1" || host.hasPrefix("127."))
+    }
+
     /// Checks an AWS region name (`us-east-1`, `eu-central-2`, ...).
     ///
     /// - Throws: `SpoolError.invalidConfiguration` naming the region.

@@ -45,6 +45,9 @@ public struct StorageOptions: Sendable, Hashable, Codable {
     public var awsProfile: String? = nil
     /// A role the drainer assumes (STS AssumeRole) on top of whatever the credential chain resolves.
     public var roleARN: String? = nil
+    /// Allow a plain `http://` endpoint on a host that is not loopback. Off: credentials and data never cross a
+    /// network in the clear by accident (TLS certificates are always verified; there is no option to skip that).
+    public var allowInsecureHTTP = false
     /// Send metrics to CloudWatch.
     public var cloudwatchMetrics = false
     /// CloudWatch namespace.

@@ -187,7 +187,23 @@ import Testing
             await expectSpoolError(.invalidConfiguration, mentioning: [directory + "/missing.json", "PIPELINE_STORAGE_CONFIG"]) {
                 _ = try configureApplicationStorage(environment: spool, configFile: directory + "/missing.json")
             }
+            await expectSpoolError(
+                .invalidConfiguration, mentioning: ["http://s3.internal.example:9000", "plain HTTP", "allowInsecureHTTP"]
+            ) {
+                _ = try configureApplicationStorage(
+                    environment: spool.merging([
+                        "PIPELINE_STORAGE_BUCKET": "b-1", "PIPELINE_STORAGE_ENDPOINT": "http://s3.internal.example:9000",
+                    ]) { $1 })
+            }
             #expect(!FileManager.default.fileExists(atPath: directory + "/spool"), "no spool made from a bad configuration")
+            // Loopback needs nothing; a remote host over plain HTTP needs the explicit switch.
+            for (endpoint, allow) in [("http://127.0.0.1:9000", "false"), ("http://[::1]:9000", "false"), ("http://s3.internal.example", "true")] {
+                _ = try configureApplicationStorage(
+                    environment: spool.merging([
+                        "PIPELINE_STORAGE_BUCKET": "b-1", "PIPELINE_STORAGE_ENDPOINT": endpoint,
+                        "PIPELINE_STORAGE_S3_ALLOW_INSECURE_HTTP": allow,
+                    ]) { $1 })
+            }
         }
     }
 
