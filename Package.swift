@@ -82,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "spool-bench",
             dependencies: [
-                "PipelineStorage", "CommandLineSupport",
+                "PipelineStorage", "CommandLineSupport", "S3", "Hashing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // A producer process for crash, concurrency and chaos tests: writes bundles and reports each durable write.

@@ -62,7 +62,8 @@ FAULTS:
   delay               wait `seconds`, then forward normally.
 
 Control endpoint (answered by the proxy itself; never forwarded, never counted):
-  GET  /__faultproxy/stats[?records=N]  {"requests", "forwarded", "faults": {KIND: count},
+  GET  /__faultproxy/stats[?records=N]  {"requests", "forwarded", "request_body_bytes" (of forwarded
+                                         requests, framing included), "faults": {KIND: count},
                                          "connections" (client connections that carried a proxied
                                          request), "upstream_errors", "seed", "rules": [rule +
                                          "matched", "fired"], "records": [{"n", "method", "path",
@@ -470,6 +471,7 @@ class Proxy:
         self.forwarded = 0
         self.connections = 0
         self.upstream_errors = 0
+        self.request_body_bytes = 0
         self.faults = {kind: 0 for kind in FAULTS}
         self.records: collections.deque = collections.deque(maxlen=self.record_limit)
         for rule in self.rules:
@@ -521,6 +523,7 @@ class Proxy:
             "faults": dict(self.faults),
             "connections": self.connections,
             "upstream_errors": self.upstream_errors,
+            "request_body_bytes": self.request_body_bytes,
             "seed": self.seed,
             "rules": [rule.describe() for rule in self.rules],
             "records": items,
@@ -721,6 +724,7 @@ class Proxy:
         step)."""
         upstream_open = True
         async for piece in body_pieces(reader, request.framing):
+            self.request_body_bytes += len(piece)
             if upstream_open:
                 try:
                     up_writer.write(piece)

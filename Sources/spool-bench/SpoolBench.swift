@@ -9,7 +9,7 @@ struct SpoolBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spool-bench",
         abstract: "Benchmark the spool against the raw limits of its filesystem, measured in the same run.",
-        subcommands: [WriteBenchmark.self])
+        subcommands: [WriteBenchmark.self, FillCommand.self, ServerCeilingCommand.self])
 }
 
 struct WriteBenchmark: AsyncParsableCommand {
