@@ -80,6 +80,7 @@ public final class Drainer: Sendable {
     private let state = Mutex(State())
     private let wakeup = Wakeup()
     private let transfers: AsyncSemaphore
+    private let bucketSetup: BucketSetupCoordinator
     /// This drainer's lease owner name (`host/pid/nonce`).
     public let owner = SpoolStore.leaseOwnerName()
     /// What this drainer counts (uploads by result, bytes, durations, retries, ...), for the metrics exporters.
@@ -103,6 +104,7 @@ public final class Drainer: Sendable {
         self.metrics = metrics
         self.resolveStore = resolveStore
         self.transfers = AsyncSemaphore(permits: max(1, options.concurrency))
+        self.bucketSetup = BucketSetupCoordinator(spool: spool, owner: owner, logger: logger)
     }
 
     /// What the drainer has done so far.
@@ -188,7 +190,7 @@ public final class Drainer: Sendable {
         }
         let delivery = ResourceDelivery(
             claim: claim, spool: spool, store: resolved.0, options: resolved.1, drain: options, transfers: transfers,
-            metrics: metrics, logger: logger)
+            bucketSetup: bucketSetup, metrics: metrics, logger: logger)
         let id = claim.resource.id
         let kind = claim.resource.kind
         state.withLock { state in
@@ -224,12 +226,11 @@ public final class Drainer: Sendable {
 
     private func store(for destination: DestinationRecord) throws -> (any ObjectStore, StorageOptions) {
         if let cached = state.withLock({ $0.stores[destination.id] }) { return cached }
-        let decoded = (try? JSONDecoder().decode(StorageOptions.self, from: Data(destination.spec.optionsJSON.utf8)))
-        if decoded == nil && destination.spec.optionsJSON != "{}" {
-            logger.warning(
-                "destination options unreadable, using defaults", metadata: ["destination": "\(destination.spec.displayName)"])
-        }
-        let resolved = (try resolveStore(destination), decoded ?? StorageOptions())
+        // Options that cannot be read pause the destination (the caller's catch): delivering with defaults would
+        // silently drop the encryption, storage class or bucket set-up the writer asked for.
+        let options = try StorageOptions.decode(
+            json: destination.spec.optionsJSON, destination: destination.spec.displayName)
+        let resolved = (try resolveStore(destination), options)
         state.withLock { $0.stores[destination.id] = resolved }
         return resolved
     }
