@@ -185,6 +185,9 @@ extension S3ObjectStore: BucketConfigurable {
         switch error.code {
         case "AccessDenied", "AllAccessDisabled":
             fix = "the drainer's credentials need \(permission) on the bucket; grant it, or \(optionHint)"
+        case "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired",
+            "CredentialsNotFound":
+            fix = "check the drainer's credentials"
         case "NoSuchBucket":
             fix = "the bucket does not exist; create it, or set createBucket"
         case "BucketAlreadyExists":
