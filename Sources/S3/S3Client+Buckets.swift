@@ -3,7 +3,7 @@ import Hashing
 
 /// What CreateBucket found.
 public enum CreateBucketOutcome: Sendable, Hashable {
-    /// The bucket was created.
+    /// The bucket was created (or, in us-east-1, already belonged to this account: S3 answers 200 there).
     case created
     /// The bucket already existed and belongs to these credentials' account (`BucketAlreadyOwnedByYou`).
     case alreadyOwned
