@@ -51,7 +51,9 @@ extension S3ObjectStore: BucketConfigurable {
             }
         }
         if let policy = setup.policy {
-            try await step("policy", permission: "s3:GetBucketPolicy and s3:PutBucketPolicy", optionHint: "drop bucketPolicy") {
+            try await step(
+                "policy", permission: "s3:GetBucketPolicy and s3:PutBucketPolicy", optionHint: "drop bucketPolicy"
+            ) {
                 switch policy {
                 case .document(let document):
                     try await client.putBucketPolicy(bucket, policy: document)
@@ -166,7 +168,8 @@ extension S3ObjectStore: BucketConfigurable {
             ((statement as? [String: Any])?["Sid"] as? String).map(ids.contains) ?? false
         }
         document["Statement"] = current + statements.compactMap(object)
-        let data = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])
+        let data = try JSONSerialization.data(
+            withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self)
     }
 

@@ -135,8 +135,8 @@ public struct LifecycleRules: Sendable, Hashable, Codable {
                 guard rank > Self.transitionStorageClasses.firstIndex(of: previous.storageClass)! else {
                     throw reject(
                         "transition \(describe(transition)) goes from \(previous.storageClass) to a class that is "
-                            + "not colder; S3 only moves objects down " + Self.transitionStorageClasses.joined(
-                                separator: " → "))
+                            + "not colder; S3 only moves objects down "
+                            + Self.transitionStorageClasses.joined(separator: " → "))
                 }
                 if Self.infrequentAccessClasses.contains(previous.storageClass),
                     transition.days - previous.days < Self.infrequentAccessMinimumDays

@@ -55,8 +55,11 @@ struct BucketSetupCommandTests {
             #expect(human.stdout.split(separator: "\n").contains { $0.contains(bucket) && $0.contains(" applied ") })
 
             let show = try runTool("spool-inspect", ["show", "1", "--spool", spool])
-            #expect(show.stdout.split(separator: "\n").contains { $0.hasPrefix("bucket set-up ") && $0.contains("applied") })
-            let showJSON = try jsonObject(try runTool("spool-inspect", ["show", "1", "--spool", spool, "--json"]).stdout)
+            #expect(
+                show.stdout.split(separator: "\n").contains { $0.hasPrefix("bucket set-up ") && $0.contains("applied") }
+            )
+            let showJSON = try jsonObject(
+                try runTool("spool-inspect", ["show", "1", "--spool", spool, "--json"]).stdout)
             let setup = try #require((showJSON["destination"] as? [String: Any])?["bucket_setup"] as? [String: Any])
             #expect(setup["applied_at"] is Int)
             #expect((setup["settings"] as? [String: String])?["create_bucket"] == "true")

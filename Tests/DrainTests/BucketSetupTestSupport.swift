@@ -55,8 +55,10 @@ struct LocalAWSServices {
     }
 
     private func iam(_ parameters: [(String, String)]) async throws -> XMLNode {
-        let body = (parameters + [("Version", "2010-05-08")]).map { "\(URIEncoding.encode($0))=\(URIEncoding.encode($1))" }
-            .joined(separator: "&")
+        let body = (parameters + [("Version", "2010-05-08")]).map {
+            "\(URIEncoding.encode($0))=\(URIEncoding.encode($1))"
+        }
+        .joined(separator: "&")
         let response = try await post(
             service: "iam", headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")],
             body: body)
@@ -113,8 +115,10 @@ final class CountingTransport: HTTPTransport {
 
     /// The body of the last CreateBucket request.
     var createBucketBody: [UInt8]? {
-        sent.withLock { $0 }.last { $0.method == "PUT" && !$0.url.contains("?") && $0.url.split(separator: "/").count == 3 }?
-            .body
+        sent.withLock { $0 }.last {
+            $0.method == "PUT" && !$0.url.contains("?") && $0.url.split(separator: "/").count == 3
+        }?
+        .body
     }
 }
 

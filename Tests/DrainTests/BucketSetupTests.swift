@@ -133,8 +133,10 @@ struct BucketSetupTests {
                 #expect(head.serverSideEncryption == "aws:kms", "\(object)")
                 #expect(head.kmsKeyID == key, "\(object)")
             }
-            let detail = try #require(try await storage.spool.auditEvents(action: "destination.bucket_configured").first)
-                .detail
+            let detail = try #require(
+                try await storage.spool.auditEvents(action: "destination.bucket_configured").first
+            )
+            .detail
             #expect(detail["encryption"] == "aws:kms")
             #expect(detail["kms_key_id"] == key)
             #expect(detail["bucket_key"] == "true")
@@ -175,8 +177,10 @@ struct BucketSetupTests {
             #expect(ours["Principal"] as? String == "*")
             #expect(ours["Resource"] as? String == "arn:aws:s3:::\(bucket)/pub/*")
             #expect(handler.messages(at: .warning).contains { $0.contains("public-read") })
-            let detail = try #require(try await storage.spool.auditEvents(action: "destination.bucket_configured").first)
-                .detail
+            let detail = try #require(
+                try await storage.spool.auditEvents(action: "destination.bucket_configured").first
+            )
+            .detail
             #expect(detail["policy"] == "public-read")
             #expect(detail["public_access_block"] == "lifted")
         }

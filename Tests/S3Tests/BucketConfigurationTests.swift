@@ -176,7 +176,8 @@ struct BucketConfigurationUnitTests {
 
 @Suite("Bucket configuration against moto_server: every setting written and read back")
 struct BucketConfigurationIntegrationTests {
-    @Test("CreateBucket in us-east-1 sends no body; in eu-west-1 its LocationConstraint, read back by GetBucketLocation")
+    @Test(
+        "CreateBucket in us-east-1 sends no body; in eu-west-1 its LocationConstraint, read back by GetBucketLocation")
     func createInRegions() async throws {
         let server = try await LocalS3.shared.server()
         let transport = RecordingTransport()
@@ -191,7 +192,8 @@ struct BucketConfigurationIntegrationTests {
         let west = localClient(server, region: "eu-west-1", transport: transport)
         let westBucket = "s3t-west-" + UUID().uuidString.lowercased().prefix(8)
         #expect(try await west.createBucket(westBucket) == .created)
-        #expect(transport.requests.last?.bodyText.contains("<LocationConstraint>eu-west-1</LocationConstraint>") == true)
+        #expect(
+            transport.requests.last?.bodyText.contains("<LocationConstraint>eu-west-1</LocationConstraint>") == true)
         #expect(try await west.getBucketLocation(westBucket) == "eu-west-1")
         #expect(try await west.createBucket(westBucket) == .alreadyOwned)
     }

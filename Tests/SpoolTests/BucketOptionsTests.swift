@@ -226,16 +226,19 @@ struct BucketOptionsTests {
         options.lifecyclePolicy = "archive-after-30-days"
         let base = try BucketSetup(bucket: "b", options: options, prefixes: ["b/", "a/", "a/"])
         #expect(base.prefixes == ["a/", "b/"])
-        #expect(try base.fingerprint() == BucketSetup(bucket: "b", options: options, prefixes: ["a/", "b/"]).fingerprint())
+        #expect(
+            try base.fingerprint() == BucketSetup(bucket: "b", options: options, prefixes: ["a/", "b/"]).fingerprint())
 
         var tuned = options
         tuned.maxRetries = 99
         tuned.storageClass = "GLACIER"
-        #expect(try base.fingerprint() == BucketSetup(bucket: "b", options: tuned, prefixes: ["a/", "b/"]).fingerprint())
+        #expect(
+            try base.fingerprint() == BucketSetup(bucket: "b", options: tuned, prefixes: ["a/", "b/"]).fingerprint())
 
         var changed = options
         changed.lifecyclePolicy = "archive-after-90-days"
-        #expect(try base.fingerprint() != BucketSetup(bucket: "b", options: changed, prefixes: ["a/", "b/"]).fingerprint())
+        #expect(
+            try base.fingerprint() != BucketSetup(bucket: "b", options: changed, prefixes: ["a/", "b/"]).fingerprint())
         #expect(try base.fingerprint() != BucketSetup(bucket: "b", options: options, prefixes: ["a/"]).fingerprint())
     }
 
@@ -297,7 +300,8 @@ struct BucketSetupRecordTests {
             let connection = try SQLiteConnection(
                 path: base + "/index.db", create: true, busyTimeoutMilliseconds: 1000)
             let migrations = EmbeddedSchema.migrations
-            try SchemaMigrator.migrate(connection, spoolDirectory: base, migrations: Array(migrations.prefix(2)), now: 1)
+            try SchemaMigrator.migrate(
+                connection, spoolDirectory: base, migrations: Array(migrations.prefix(2)), now: 1)
             try connection.execute(
                 "INSERT INTO destinations (kind, location, created_at, updated_at) VALUES ('s3', 'old-bucket', 1, 1)")
             try SchemaMigrator.migrate(connection, spoolDirectory: base, migrations: migrations, now: 2)
