@@ -12,12 +12,13 @@ import Synchronization
 final class BucketSetupCoordinator: Sendable {
     private struct Applied {
         var fingerprint: String
+        var options: StorageOptions
         var prefixes: Set<String>
     }
 
     private struct State {
         var applied: [Int64: Applied] = [:]
-        var running: [Int64: Task<Applied, any Error>] = [:]
+        var running: [Int64: (task: Task<Applied, any Error>, options: StorageOptions)] = [:]
     }
 
     private let spool: SpoolStore
@@ -32,34 +33,43 @@ final class BucketSetupCoordinator: Sendable {
     }
 
     /// Makes sure the claim's destination is set up; returns at once when this drainer already applied (or found)
-    /// the set-up covering the claim's prefix.
+    /// the set-up for these options, covering the claim's prefix.
     ///
     /// - Throws: `ObjectStoreError` from the set-up (`configuration`: pause; `transient`: retry), `SpoolError`.
     func ensure(_ claim: DeliveryClaim, store: any ObjectStore, options: StorageOptions) async throws {
         guard claim.destination.spec.kind == .s3, let configurable = store as? any BucketConfigurable else { return }
         let id = claim.destination.id
         let prefix = ObjectKey.prefix(ofKey: claim.resource.objectKey, bundleID: claim.resource.bundleID)
-        let task = state.withLock { state -> Task<Applied, any Error>? in
-            if let applied = state.applied[id], let prefix, applied.prefixes.contains(prefix) { return nil }
-            if let running = state.running[id] { return running }
-            let task = Task { [self] in
-                try await apply(claim.destination, options: options, store: configurable)
+        // Joins a set-up in progress; one started for other options (changed meanwhile) is waited for, then the
+        // check is made again.
+        while true {
+            let joined = state.withLock { state -> (task: Task<Applied, any Error>, current: Bool)? in
+                if let applied = state.applied[id], applied.options == options, let prefix,
+                    applied.prefixes.contains(prefix)
+                {
+                    return nil
+                }
+                if let running = state.running[id] { return (running.task, running.options == options) }
+                let task = Task { [self] in
+                    try await apply(claim.destination, options: options, store: configurable)
+                }
+                state.running[id] = (task, options)
+                return (task, true)
             }
-            state.running[id] = task
-            return task
-        }
-        guard let task else { return }
-        do {
-            let applied = try await task.value
-            state.withLock { state in
-                state.applied[id] = applied
-                if state.running[id] == task { state.running[id] = nil }
+            guard let (task, current) = joined else { return }
+            do {
+                let applied = try await task.value
+                state.withLock { state in
+                    state.applied[id] = applied
+                    if state.running[id]?.task == task { state.running[id] = nil }
+                }
+            } catch {
+                state.withLock { state in
+                    if state.running[id]?.task == task { state.running[id] = nil }
+                }
+                if current { throw error }
             }
-        } catch {
-            state.withLock { state in
-                if state.running[id] == task { state.running[id] = nil }
-            }
-            throw error
+            if current { return }
         }
     }
 
@@ -76,7 +86,7 @@ final class BucketSetupCoordinator: Sendable {
                 message: "the bucket set-up of \(destination.spec.displayName) is not valid: \(error.message)")
         }
         let fingerprint = try setup.fingerprint()
-        let applied = Applied(fingerprint: fingerprint, prefixes: Set(prefixes))
+        let applied = Applied(fingerprint: fingerprint, options: options, prefixes: Set(prefixes))
         if try await spool.bucketSetupRecord(destinationID: destination.id)?.fingerprint == fingerprint {
             return applied
         }

@@ -69,7 +69,8 @@ public final class Drainer: Sendable {
     private struct State {
         var inFlight: [Int64: InFlight] = [:]
         var stopping = false
-        var stores: [Int64: (any ObjectStore, StorageOptions)] = [:]
+        /// Each destination's store and options, with the options JSON they were made from.
+        var stores: [Int64: (store: any ObjectStore, options: StorageOptions, json: String)] = [:]
         var progress = DrainProgress()
     }
 
@@ -225,13 +226,17 @@ public final class Drainer: Sendable {
     }
 
     private func store(for destination: DestinationRecord) throws -> (any ObjectStore, StorageOptions) {
-        if let cached = state.withLock({ $0.stores[destination.id] }) { return cached }
+        // Every claim carries the destination as recorded now: options a writer changed since are picked up (and the
+        // bucket set-up applied again) without a restart.
+        if let cached = state.withLock({ $0.stores[destination.id] }), cached.json == destination.spec.optionsJSON {
+            return (cached.store, cached.options)
+        }
         // Options that cannot be read pause the destination (the caller's catch): delivering with defaults would
         // silently drop the encryption, storage class or bucket set-up the writer asked for.
         let options = try StorageOptions.decode(
             json: destination.spec.optionsJSON, destination: destination.spec.displayName)
         let resolved = (try resolveStore(destination), options)
-        state.withLock { $0.stores[destination.id] = resolved }
+        state.withLock { $0.stores[destination.id] = (resolved.0, resolved.1, destination.spec.optionsJSON) }
         return resolved
     }
 

@@ -281,6 +281,41 @@ struct BucketSetupTests {
         }
     }
 
+    @Test("A running drainer picks up changed options and applies the set-up again, without a restart")
+    func changedWhileRunning() async throws {
+        try await withTestDirectory { directory in
+            let server = try await LocalS3.shared.server()
+            let client = localClient(server)
+            let bucket = try await freshBucket(client)
+            var options = testStorageOptions()
+            options.versioning = false
+            func storage(_ options: StorageOptions) throws -> PipelineStorage {
+                try PipelineStorage(
+                    bucket: bucket, prefix: "live/", region: server.region, endpoint: server.endpoint,
+                    options: options, spool: .directory(directory.spool))
+            }
+            let first = try storage(options)
+            let drainer = Drainer(
+                spool: first.spool, options: testDrainOptions(untilDone: false), logger: testLogger(),
+                resolveStore: setupResolver(server: server))
+            let run = Task { try await drainer.run() }
+            defer { drainer.stop() }
+            try await spoolBundle(first, "l-1")
+            let firstDone = try await eventually { try await first.spool.status().bundles(.delivered) == 1 }
+            #expect(firstDone)
+            #expect(try await client.getBucketVersioning(bucket) == .suspended)
+
+            options.versioning = true
+            try await spoolBundle(try storage(options), "l-2")
+            let secondDone = try await eventually { try await first.spool.status().bundles(.delivered) == 2 }
+            #expect(secondDone)
+            drainer.stop()
+            _ = try await run.value
+            #expect(try await client.getBucketVersioning(bucket) == .enabled)
+            #expect(try await first.spool.auditEvents(action: "destination.bucket_configured").count == 2)
+        }
+    }
+
     @Test("A permission error pauses the destination with the missing permission named; no attempt is burned")
     func permissionErrorPauses() async throws {
         try await withTestDirectory { directory in
