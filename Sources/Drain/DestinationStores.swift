@@ -33,11 +33,11 @@ public final class DestinationStores: Sendable {
 
     /// The store for a destination.
     ///
-    /// - Throws: `S3Error` or `SpoolError` when the region or endpoint cannot be resolved.
+    /// - Throws: `S3Error` or `SpoolError` when the region or endpoint cannot be resolved, `SpoolError` when the
+    ///   recorded options cannot be read.
     public func store(for destination: DestinationRecord) throws -> any ObjectStore {
-        var options =
-            (try? JSONDecoder().decode(StorageOptions.self, from: Data(destination.spec.optionsJSON.utf8)))
-            ?? StorageOptions()
+        var options = try StorageOptions.decode(
+            json: destination.spec.optionsJSON, destination: destination.spec.displayName)
         if let uploadTimeout { options.uploadTimeoutSeconds = uploadTimeout }
         switch destination.spec.kind {
         case .file:

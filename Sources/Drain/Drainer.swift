@@ -69,7 +69,8 @@ public final class Drainer: Sendable {
     private struct State {
         var inFlight: [Int64: InFlight] = [:]
         var stopping = false
-        var stores: [Int64: (any ObjectStore, StorageOptions)] = [:]
+        /// Each destination's store and options, with the options JSON they were made from.
+        var stores: [Int64: (store: any ObjectStore, options: StorageOptions, json: String)] = [:]
         var progress = DrainProgress()
     }
 
@@ -80,6 +81,7 @@ public final class Drainer: Sendable {
     private let state = Mutex(State())
     private let wakeup = Wakeup()
     private let transfers: AsyncSemaphore
+    private let bucketSetup: BucketSetupCoordinator
     /// This drainer's lease owner name (`host/pid/nonce`).
     public let owner = SpoolStore.leaseOwnerName()
     /// What this drainer counts (uploads by result, bytes, durations, retries, ...), for the metrics exporters.
@@ -103,6 +105,7 @@ public final class Drainer: Sendable {
         self.metrics = metrics
         self.resolveStore = resolveStore
         self.transfers = AsyncSemaphore(permits: max(1, options.concurrency))
+        self.bucketSetup = BucketSetupCoordinator(spool: spool, owner: owner, logger: logger)
     }
 
     /// What the drainer has done so far.
@@ -188,7 +191,7 @@ public final class Drainer: Sendable {
         }
         let delivery = ResourceDelivery(
             claim: claim, spool: spool, store: resolved.0, options: resolved.1, drain: options, transfers: transfers,
-            metrics: metrics, logger: logger)
+            bucketSetup: bucketSetup, metrics: metrics, logger: logger)
         let id = claim.resource.id
         let kind = claim.resource.kind
         state.withLock { state in
@@ -223,14 +226,17 @@ public final class Drainer: Sendable {
     }
 
     private func store(for destination: DestinationRecord) throws -> (any ObjectStore, StorageOptions) {
-        if let cached = state.withLock({ $0.stores[destination.id] }) { return cached }
-        let decoded = (try? JSONDecoder().decode(StorageOptions.self, from: Data(destination.spec.optionsJSON.utf8)))
-        if decoded == nil && destination.spec.optionsJSON != "{}" {
-            logger.warning(
-                "destination options unreadable, using defaults", metadata: ["destination": "\(destination.spec.displayName)"])
+        // Every claim carries the destination as recorded now: options a writer changed since are picked up (and the
+        // bucket set-up applied again) without a restart.
+        if let cached = state.withLock({ $0.stores[destination.id] }), cached.json == destination.spec.optionsJSON {
+            return (cached.store, cached.options)
         }
-        let resolved = (try resolveStore(destination), decoded ?? StorageOptions())
-        state.withLock { $0.stores[destination.id] = resolved }
+        // Options that cannot be read pause the destination (the caller's catch): delivering with defaults would
+        // silently drop the encryption, storage class or bucket set-up the writer asked for.
+        let options = try StorageOptions.decode(
+            json: destination.spec.optionsJSON, destination: destination.spec.displayName)
+        let resolved = (try resolveStore(destination), options)
+        state.withLock { $0.stores[destination.id] = (resolved.0, resolved.1, destination.spec.optionsJSON) }
         return resolved
     }
 

@@ -25,6 +25,7 @@ struct ResourceDelivery {
     let options: StorageOptions
     let drain: DrainOptions
     let transfers: AsyncSemaphore
+    let bucketSetup: BucketSetupCoordinator
     let metrics: DrainMetrics
     let logger: Logger
     /// When the delivery began, for the duration in its log line.
@@ -59,6 +60,7 @@ struct ResourceDelivery {
     // MARK: Delivery
 
     private func deliver() async throws -> DeliveryOutcome {
+        try await bucketSetup.ensure(claim, store: store, options: options)
         let payload = try await preparePayload()
         let write = ObjectWrite(
             key: resource.objectKey, body: payload.body, size: payload.size, sha256: payload.sha256,

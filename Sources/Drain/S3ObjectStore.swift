@@ -23,11 +23,14 @@ public struct S3ObjectStore: ObjectStore {
     /// S3 takes multipart uploads.
     public var supportsMultipart: Bool { true }
 
-    var encryption: ServerSideEncryption? {
-        switch options.encryption {
+    /// Sent with PutObject and CreateMultipartUpload. UploadPart and CompleteMultipartUpload carry no encryption
+    /// headers: S3 wants them per part only for customer-provided keys (SSE-C), which are not used here.
+    var encryption: ServerSideEncryption? { options.encryption.map(Self.serverSideEncryption) }
+
+    static func serverSideEncryption(_ encryption: StorageOptions.Encryption) -> ServerSideEncryption {
+        switch encryption {
         case .aes256: .aes256
         case .kms(let keyID, let bucketKey): .kms(keyID: keyID, bucketKey: bucketKey)
-        case nil: nil
         }
     }
 

@@ -175,8 +175,14 @@ public struct ApplicationStorageConfiguration: Sendable {
         Setting("s3.versioning", "Turn versioning on (true) or suspend it (false); unset leaves it alone.") {
             $0.options.versioning = try $1.bool()
         },
-        Setting("s3.lifecyclePolicy", "Lifecycle preset, e.g. archive-after-30-days.") {
+        Setting("s3.publicAccessBlock", "blocked (default), lifted, or unmanaged (left as the bucket has it).") {
+            $0.options.publicAccessBlock = try $1.choice(StorageOptions.PublicAccessBlock.allCases.map { ($0.rawValue, $0) })
+        },
+        Setting("s3.lifecyclePolicy", "Lifecycle preset, e.g. archive-after-30-days (see Bucket set-up).") {
             $0.options.lifecyclePolicy = try $1.optionalString()
+        },
+        Setting("s3.lifecycleRules", "Structured lifecycle: {transitions: [{days, storageClass}], expirationDays, ...}.") {
+            $0.options.lifecycleRules = try $1.decoded(LifecycleRules.self)
         },
         Setting("s3.encryption", "Default and object encryption: AES256 or aws:kms.") {
             $0.encryptionName = try $1.choice([("aes256", "AES256"), ("aws:kms", "aws:kms"), ("none", "none")])
@@ -257,6 +263,7 @@ public struct ApplicationStorageConfiguration: Sendable {
             try setting.apply(&configuration, ConfigurationValue(raw: .string(value), source: name))
         }
         try configuration.resolveCombinedSettings()
+        if configuration.type == .s3, configuration.bucket != nil { _ = try configuration.resolvedBucket() }
         try configuration.options.validate()
         _ = try configuration.spoolOptions.validated()
         return configuration

@@ -5,7 +5,7 @@ import Spool
 /// from, so that an error can name both.
 struct ConfigurationValue {
     /// What was read.
-    enum Raw: Decodable {
+    enum Raw: Codable {
         case string(String)
         case bool(Bool)
         case number(Double)
@@ -27,6 +27,18 @@ struct ConfigurationValue {
                 self = .object(value)
             } else {
                 self = .array(try container.decode([Raw].self))
+            }
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            switch self {
+            case .string(let value): try container.encode(value)
+            case .bool(let value): try container.encode(value)
+            case .number(let value): try container.encode(value)
+            case .object(let value): try container.encode(value)
+            case .array(let value): try container.encode(value)
+            case .null: try container.encodeNil()
             }
         }
 
@@ -117,6 +129,21 @@ struct ConfigurationValue {
         default: break
         }
         throw reject("is not a duration; use a number of seconds or a duration such as 500ms, 30s or 15m")
+    }
+
+    /// A JSON object decoded as `T` (the file only: a variable holds JSON text, parsed the same way).
+    func decoded<T: Decodable>(_ type: T.Type) throws -> T {
+        let data: Data
+        switch raw {
+        case .object, .array: data = try JSONEncoder().encode(raw)
+        case .string(let text): data = Data(text.utf8)
+        default: throw reject("is not a JSON object")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch {
+            throw reject("is not a valid value here (\(String(describing: error).prefix(160))); see the README")
+        }
     }
 
     func choice<T>(_ choices: [(String, T)]) throws -> T {

@@ -12,18 +12,16 @@ extension ApplicationStorageConfiguration {
                 .invalidConfiguration,
                 "no bucket: set 'bucket' in the configuration file or PIPELINE_STORAGE_BUCKET (type s3), or use type file")
         }
-        // TODO(merge): replace with the bucket helper's expansion in Spool.
-        var name = bucket
-        if name.contains("{environment}") {
-            guard let environment else {
-                throw SpoolError(
-                    .invalidConfiguration,
-                    "bucket '\(bucket)' needs an environment name: set 'environment' or PIPELINE_STORAGE_ENVIRONMENT")
-            }
-            name = name.replacingOccurrences(of: "{environment}", with: environment)
+        if !bucket.contains("{") && !bucket.contains("}") {
+            try DestinationSpec.checkBucketName(bucket)
+            return bucket
         }
-        try DestinationSpec.checkBucketName(name)
-        return name
+        guard let environment, !environment.isEmpty else {
+            throw SpoolError(
+                .invalidConfiguration,
+                "bucket '\(bucket)' needs an environment name: set 'environment' or PIPELINE_STORAGE_ENVIRONMENT")
+        }
+        return try BucketName.expand(template: bucket, environment: environment)
     }
 
     /// Opens the storage this configuration describes.

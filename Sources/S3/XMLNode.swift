@@ -14,6 +14,29 @@ public struct XMLNode: Sendable, Hashable {
     /// The element's own text (concatenated text and CDATA directly inside it), untrimmed.
     public var text: String
 
+    /// An element to send: a name, attributes (e.g. `xmlns`), child elements and text.
+    public init(_ name: String, attributes: [String: String] = [:], text: String = "", children: [XMLNode] = []) {
+        self.name = name
+        self.attributes = attributes
+        self.children = children
+        self.text = text
+    }
+
+    /// An element holding only text: `<Days>30</Days>`.
+    public static func text(_ name: String, _ text: String) -> XMLNode { XMLNode(name, text: text) }
+
+    /// The element as XML text: attributes in name order, escaped text before the children. What `parse` read comes
+    /// back equivalent (namespace declarations excepted: `parse` drops them, so give the root its `xmlns` again).
+    public func serialized() -> String {
+        var output = "<" + name
+        for key in attributes.keys.sorted() { output += " \(key)=\"\(XMLText.escape(attributes[key]!))\"" }
+        let body = text.trimmed(of: " \t\r\n").isEmpty && !children.isEmpty ? "" : XMLText.escape(text)
+        if body.isEmpty && children.isEmpty { return output + "/>" }
+        output += ">" + body
+        for child in children { output += child.serialized() }
+        return output + "</" + name + ">"
+    }
+
     /// The first child element with this name.
     public func child(_ name: String) -> XMLNode? { children.first { $0.name == name } }
 
@@ -109,7 +132,7 @@ private struct XMLReader {
         guard depth <= XMLNode.maximumDepth else { throw error("elements nested deeper than \(XMLNode.maximumDepth)") }
         index += 1  // '<'
         let qualifiedName = try name()
-        var node = XMLNode(name: localName(qualifiedName), attributes: [:], children: [], text: "")
+        var node = XMLNode(localName(qualifiedName))
         while true {
             let hadSpace = skipWhitespace()
             if starts(with: "/>") {

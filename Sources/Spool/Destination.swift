@@ -150,4 +150,6 @@ public struct DestinationRecord: Sendable, Codable, Hashable {
     public var pausedErrorCode: String?
     /// Why it was paused: the message.
     public var pausedErrorMessage: String?
+    /// The bucket set-up the drainer last applied; nil when none was (and always for a local directory).
+    public var bucketSetup: BucketSetupRecord? = nil
 }

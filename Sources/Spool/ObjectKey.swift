@@ -18,6 +18,15 @@ public enum ObjectKey {
         prefix + bundleID + "/" + manifestName
     }
 
+    /// The prefix a resource or manifest key was made with (`data/` for `data/b-1/000001-x`); nil when the key does
+    /// not end in `{bundleID}/{name}`.
+    public static func prefix(ofKey key: String, bundleID: String) -> String? {
+        guard let slash = key.lastIndex(of: "/") else { return nil }
+        let head = key[..<slash]
+        guard head.hasSuffix(bundleID) else { return nil }
+        return String(head.dropLast(bundleID.count))
+    }
+
     /// Normalises a key prefix: no leading or repeated slashes, one trailing slash (`data`, `data/` and `/data//`
     /// all give `data/`); empty stays empty.
     ///

@@ -553,17 +553,24 @@ enum DestinationRows {
     static func fetch(_ connection: SQLiteConnection, id: Int64) throws -> DestinationRecord? {
         try connection.queryFirst(
             """
-            SELECT id, kind, location, endpoint, region, options, paused_at, paused_error_code, paused_error_message
+            SELECT id, kind, location, endpoint, region, options, paused_at, paused_error_code, paused_error_message,
+                   setup_fingerprint, setup_applied_at, setup_applied_by, setup_settings
             FROM destinations WHERE id = ?
             """, [.integer(id)]
         ) { row in
-            DestinationRecord(
+            var setup: BucketSetupRecord?
+            if let fingerprint = row.optionalText(9), let appliedAt = row.optionalInt64(10) {
+                setup = BucketSetupRecord(
+                    fingerprint: fingerprint, appliedAt: appliedAt, appliedBy: row.optionalText(11),
+                    settings: MetadataJSON.decode(row.optionalText(12) ?? "{}"))
+            }
+            return DestinationRecord(
                 id: row.int64(0),
                 spec: DestinationSpec(
                     kind: DestinationSpec.Kind(rawValue: row.text(1)) ?? .s3, location: row.text(2),
                     endpoint: row.text(3), region: row.text(4), optionsJSON: row.text(5)),
                 pausedAt: row.optionalInt64(6), pausedErrorCode: row.optionalText(7),
-                pausedErrorMessage: row.optionalText(8))
+                pausedErrorMessage: row.optionalText(8), bucketSetup: setup)
         }
     }
 }

@@ -52,6 +52,8 @@ public struct SpoolStatus: Sendable, Codable {
     public var pausedDestinations: [PausedDestination]
     /// Open bundles whose writer process is gone (same host, pid not running): seal or discard them.
     public var abandonedOpenBundles: [String]
+    /// Every destination, with where its bucket set-up stands.
+    public var destinations: [DestinationStatus]
 }
 
 /// Filters for `listResources`.
@@ -155,6 +157,11 @@ extension SpoolStore {
                 guard writerHost == host, let writerPID else { return nil }
                 return processIsAlive(writerPID) ? nil : id
             }
+            let destinations = try connection.query("SELECT id FROM destinations ORDER BY id", [], { $0.int64(0) })
+                .compactMap { id -> DestinationStatus? in
+                    guard let record = try DestinationRows.fetch(connection, id: id) else { return nil }
+                    return DestinationStatus.of(record, prefixes: try Self.keyPrefixes(connection, destinationID: id))
+                }
             return SpoolStatus(
                 spool: root, schemaVersion: try SchemaMigrator.appliedVersion(connection), generatedAt: now,
                 resources: ResourceState.allCases.map {
@@ -165,7 +172,8 @@ extension SpoolStore {
                     SpoolStatus.StateTotal(state: $0.rawValue, count: bundlesByState[$0.rawValue] ?? 0, bytes: 0)
                 },
                 manifestsPending: manifestsPending, heldBytes: held, oldestPendingSpooledAt: oldest,
-                failuresByCode: failures, pausedDestinations: paused, abandonedOpenBundles: abandoned)
+                failuresByCode: failures, pausedDestinations: paused, abandonedOpenBundles: abandoned,
+                destinations: destinations)
         }
     }
 

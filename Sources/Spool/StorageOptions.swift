@@ -13,15 +13,33 @@ public struct StorageOptions: Sendable, Hashable, Codable {
         case kms(keyID: String?, bucketKey: Bool)
     }
 
+    /// What the drainer does with the bucket's public-access block.
+    public enum PublicAccessBlock: String, Sendable, Hashable, Codable, CaseIterable {
+        /// All four settings on: BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy, RestrictPublicBuckets.
+        case blocked
+        /// All four off: what `bucketPolicy: public-read` needs (and implies).
+        case lifted
+        /// Left as the bucket has it; the drainer needs no `s3:PutBucketPublicAccessBlock` permission.
+        case unmanaged
+    }
+
     /// Create the bucket when it does not exist.
     public var createBucket = false
     /// Turn bucket versioning on (true), suspend it (false), or leave it alone (nil).
     public var versioning: Bool? = nil
-    /// A bucket policy: a JSON document, or a canned name such as `public-read`.
+    /// A bucket policy: a JSON document (replaces the bucket's policy), or the canned `public-read` (adds a
+    /// statement letting anyone read the destination's prefixes, and lifts the public-access block); nil leaves the
+    /// bucket's policy alone.
     public var bucketPolicy: String? = nil
-    /// A lifecycle preset name (e.g. `archive-after-30-days`); an AbortIncompleteMultipartUpload rule is always
-    /// added.
+    /// The bucket's public-access block; nil means `blocked`, or `lifted` with `bucketPolicy: public-read`.
+    public var publicAccessBlock: PublicAccessBlock? = nil
+    /// A lifecycle preset name (`LifecycleRules.presetNames`, e.g. `archive-after-30-days`); an
+    /// AbortIncompleteMultipartUpload rule is always part of it. Give this or `lifecycleRules`, not both; neither
+    /// leaves the bucket's lifecycle alone.
     public var lifecyclePolicy: String? = nil
+    /// Lifecycle rules (transitions, expiration, noncurrent-version expiration, abort of unfinished uploads), scoped
+    /// to the destination's prefixes.
+    public var lifecycleRules: LifecycleRules? = nil
     /// Default and per-object encryption.
     public var encryption: Encryption? = nil
     /// The storage class of uploaded objects (e.g. `STANDARD_IA`); nil for the bucket's default.
@@ -55,6 +73,106 @@ public struct StorageOptions: Sendable, Hashable, Codable {
 
     /// Default options.
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case createBucket, versioning, bucketPolicy, publicAccessBlock, lifecyclePolicy, lifecycleRules, encryption
+        case storageClass, multipartThresholdBytes, multipartChunkSizeBytes, maxConcurrentUploads, uploadTimeoutSeconds
+        case maxRetries, retryDelaySeconds, exponentialBackoff, cloudwatchMetrics, metricsNamespace
+        case awsProfile, roleARN, allowInsecureHTTP
+    }
+
+    /// Decodes options as the spool recorded them. A missing key takes its default, so options written by an older
+    /// build (before a field existed) still read; unknown keys are ignored.
+    ///
+    /// - Throws: `DecodingError` when a present key has the wrong type.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = StorageOptions()
+        func value<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T {
+            try container.decodeIfPresent(T.self, forKey: key) ?? fallback
+        }
+        createBucket = try value(.createBucket, defaults.createBucket)
+        versioning = try container.decodeIfPresent(Bool.self, forKey: .versioning)
+        bucketPolicy = try container.decodeIfPresent(String.self, forKey: .bucketPolicy)
+        publicAccessBlock = try container.decodeIfPresent(PublicAccessBlock.self, forKey: .publicAccessBlock)
+        lifecyclePolicy = try container.decodeIfPresent(String.self, forKey: .lifecyclePolicy)
+        lifecycleRules = try container.decodeIfPresent(LifecycleRules.self, forKey: .lifecycleRules)
+        encryption = try container.decodeIfPresent(Encryption.self, forKey: .encryption)
+        storageClass = try container.decodeIfPresent(String.self, forKey: .storageClass)
+        multipartThresholdBytes = try value(.multipartThresholdBytes, defaults.multipartThresholdBytes)
+        multipartChunkSizeBytes = try value(.multipartChunkSizeBytes, defaults.multipartChunkSizeBytes)
+        maxConcurrentUploads = try value(.maxConcurrentUploads, defaults.maxConcurrentUploads)
+        uploadTimeoutSeconds = try value(.uploadTimeoutSeconds, defaults.uploadTimeoutSeconds)
+        maxRetries = try value(.maxRetries, defaults.maxRetries)
+        retryDelaySeconds = try value(.retryDelaySeconds, defaults.retryDelaySeconds)
+        exponentialBackoff = try value(.exponentialBackoff, defaults.exponentialBackoff)
+        cloudwatchMetrics = try value(.cloudwatchMetrics, defaults.cloudwatchMetrics)
+        metricsNamespace = try value(.metricsNamespace, defaults.metricsNamespace)
+        awsProfile = try container.decodeIfPresent(String.self, forKey: .awsProfile)
+        roleARN = try container.decodeIfPresent(String.self, forKey: .roleARN)
+        allowInsecureHTTP = try value(.allowInsecureHTTP, defaults.allowInsecureHTTP)
+    }
+
+    /// Reads options recorded in the spool (`DestinationSpec.optionsJSON`).
+    ///
+    /// - Parameters:
+    ///   - json: The recorded JSON object.
+    ///   - destination: Who they belong to, for the message.
+    /// - Throws: `SpoolError.invalidConfiguration` naming the destination and what could not be read: the drainer
+    ///   pauses such a destination rather than deliver it with defaults it was not given.
+    public static func decode(json: String, destination: String) throws -> StorageOptions {
+        do {
+            return try JSONDecoder().decode(StorageOptions.self, from: Data(json.utf8))
+        } catch {
+            throw SpoolError(
+                .invalidConfiguration,
+                "the options recorded for \(destination) cannot be read (\(Self.describe(error))); write to the "
+                    + "destination again with valid options (they replace the recorded ones)")
+        }
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        switch error as? DecodingError {
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context),
+            .dataCorrupted(let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return (path.isEmpty ? "" : "at '\(path)': ") + context.debugDescription
+        default:
+            return "\(error)"
+        }
+    }
+
+    /// The lifecycle the options ask for: the preset's rules, the given rules, or nil (leave the bucket's alone).
+    ///
+    /// - Throws: `SpoolError.invalidConfiguration` for an unknown preset, both a preset and rules, or rules S3
+    ///   would refuse.
+    public func resolvedLifecycle() throws -> LifecycleRules? {
+        switch (lifecyclePolicy, lifecycleRules) {
+        case (nil, nil): return nil
+        case (let name?, nil): return try LifecycleRules.preset(named: name)
+        case (nil, let rules?):
+            try rules.validate()
+            return rules
+        case (let name?, _?):
+            throw SpoolError(
+                .invalidConfiguration,
+                "both lifecyclePolicy \(Validation.quoted(name)) and lifecycleRules are given; give one of them")
+        }
+    }
+
+    /// The public-access block the options ask for, with the default filled in.
+    ///
+    /// - Throws: `SpoolError.invalidConfiguration` when `public-read` meets a block it cannot lift.
+    public func resolvedPublicAccessBlock() throws -> PublicAccessBlock {
+        guard bucketPolicy == BucketPolicy.publicRead else { return publicAccessBlock ?? .blocked }
+        if let publicAccessBlock, publicAccessBlock != .lifted {
+            throw SpoolError(
+                .invalidConfiguration,
+                "bucketPolicy public-read lifts the public-access block, but publicAccessBlock is "
+                    + "\(publicAccessBlock.rawValue); leave publicAccessBlock unset or set it to lifted")
+        }
+        return .lifted
+    }
 
     /// The storage classes S3 accepts on PutObject.
     public static let storageClasses: Set<String> = [
@@ -93,6 +211,9 @@ public struct StorageOptions: Sendable, Hashable, Codable {
                 "storageClass '\(storageClass)' is not an S3 storage class; use one of "
                     + Self.storageClasses.sorted().joined(separator: ", "))
         }
+        if let bucketPolicy { try BucketPolicy.validate(bucketPolicy) }
+        _ = try resolvedPublicAccessBlock()
+        _ = try resolvedLifecycle()
         if case .kms(let keyID?, _) = encryption,
             keyID.isEmpty || keyID.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value >= 0x7F })
         {

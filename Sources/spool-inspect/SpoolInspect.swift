@@ -91,12 +91,36 @@ extension SpoolInspect {
                             + "\(paused.errorCode): \(paused.message)")
                 }
             }
+            if !status.destinations.isEmpty {
+                lines.append("Destinations:")
+                var table = Table([.init("ID", .right), .init("DESTINATION"), .init("BUCKET SET-UP"), .init("APPLIED")])
+                for destination in status.destinations {
+                    var setup = SpoolInspect.describe(destination.bucketSetup)
+                    if let problem = destination.bucketSetupProblem { setup += ": " + problem }
+                    if destination.paused { setup += " (destination paused)" }
+                    table.append([
+                        String(destination.id), destination.destination, setup,
+                        destination.bucketSetupAppliedAt.map { Units.timestamp(milliseconds: $0) } ?? "-",
+                    ])
+                }
+                lines.append(table.render())
+            }
             if !status.abandonedOpenBundles.isEmpty {
                 lines.append(
                     "Open bundles whose writer is gone (seal or discard them): "
                         + status.abandonedOpenBundles.joined(separator: ", "))
             }
             return lines.joined(separator: "\n")
+        }
+    }
+
+    static func describe(_ state: DestinationStatus.BucketSetupState) -> String {
+        switch state {
+        case .applied: "applied"
+        case .outdated: "outdated (options or prefixes changed; applied again before the next delivery)"
+        case .pending: "not applied yet (applied before the first delivery)"
+        case .invalid: "invalid options"
+        case .notApplicable: "none (local directory)"
         }
     }
 
@@ -181,6 +205,13 @@ extension SpoolInspect {
             }
         }
 
+        func bucketSetup(_ destination: DestinationRecord) -> String {
+            guard destination.spec.kind == .s3 else { return "none (local directory)" }
+            guard let setup = destination.bucketSetup else { return "not applied yet" }
+            return "applied \(Units.timestamp(milliseconds: setup.appliedAt))"
+                + (setup.appliedBy.map { " by \($0)" } ?? "")
+        }
+
         func render(_ detail: ResourceDetail) -> String {
             let resource = detail.resource
             func time(_ value: Int64?) -> String { value.map { Units.timestamp(milliseconds: $0) } ?? "-" }
@@ -191,6 +222,7 @@ extension SpoolInspect {
                 ("seq", String(resource.seq)),
                 ("state", resource.state.rawValue),
                 ("destination", detail.destination.spec.displayName),
+                ("bucket set-up", bucketSetup(detail.destination)),
                 ("key", resource.objectKey),
                 ("url", resource.url),
                 ("content type", resource.contentType),

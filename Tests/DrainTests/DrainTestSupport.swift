@@ -101,9 +101,8 @@ func resolver(
             store = DirectoryObjectStore(root: destination.spec.location)
         case .s3:
             guard let server else { throw LocalS3Error("no S3 server for \(destination.spec.displayName)") }
-            let options =
-                (try? JSONDecoder().decode(StorageOptions.self, from: Data(destination.spec.optionsJSON.utf8)))
-                ?? StorageOptions()
+            let options = try StorageOptions.decode(
+                json: destination.spec.optionsJSON, destination: destination.spec.displayName)
             let client =
                 credentials.map { localClient(server, credentials: $0) } ?? localClient(server)
             store = S3ObjectStore(client: client, bucket: destination.spec.location, options: options)

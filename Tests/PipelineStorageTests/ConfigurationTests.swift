@@ -50,7 +50,7 @@ import Testing
                   "aws": { "region": "eu-west-1", "profile": "fetcher", "roleARN": "arn:aws:iam::123456789012:role/Fetcher" },
                   "s3": { "createBucket": true, "versioning": true, "lifecyclePolicy": "archive-after-30-days",
                           "encryption": "aws:kms", "kmsKeyID": "alias/fetcher", "bucketKey": true,
-                          "storageClass": "STANDARD_IA", "multipartThreshold": "32MiB", "multipartChunkSize": "16MiB",
+                          "storageClass": "STANDARD_IA", "publicAccessBlock": "unmanaged", "multipartThreshold": "32MiB", "multipartChunkSize": "16MiB",
                           "maxConcurrentUploads": 4, "uploadTimeout": "10m", "maxRetries": 5, "retryDelay": "500ms",
                           "exponentialBackoff": false },
                   "metrics.cloudwatch": true, "metrics.namespace": "Fetcher"
@@ -77,6 +77,7 @@ import Testing
             let options = configuration.options
             #expect(options.createBucket && options.versioning == true)
             #expect(options.lifecyclePolicy == "archive-after-30-days")
+            #expect(options.publicAccessBlock == .unmanaged)
             #expect(options.encryption == .kms(keyID: "alias/fetcher", bucketKey: true))
             #expect(options.storageClass == "STANDARD_IA")
             #expect(options.multipartThresholdBytes == 32 << 20 && options.multipartChunkSizeBytes == 16 << 20)
@@ -148,6 +149,11 @@ import Testing
         (#"{"aws": {"profile": "two words"}}"#, [:], ["aws.profile 'two words'"]),
         (#"{"metrics": {"namespace": "AWS/S3"}}"#, [:], ["metricsNamespace 'AWS/S3'"]),
         (#"{"bucket": "x", "#, [:], ["not valid JSON"]),
+        (#"{"s3": {"publicAccessBlock": "open"}}"#, [:], ["s3.publicAccessBlock", "blocked, lifted, unmanaged"]),
+        (#"{"s3": {"lifecycleRules": {"transitions": [{"days": 0, "storageClass": "GLACIER"}]}}}"#, [:], ["days"]),
+        (#"{"s3": {"lifecycleRules": {"transitions": "soon"}}}"#, [:], ["s3.lifecycleRules"]),
+        (#"{"s3": {"lifecyclePolicy": "archive-after-30-days", "lifecycleRules": {"expirationDays": 9}}}"#, [:], ["both"]),
+        (#"{"bucket": "oc-{env}", "environment": "prod"}"#, [:], ["{env}"]),
         (#"["bucket"]"#, [:], ["one JSON object"]),
         (nil, ["PIPELINE_STORAGE_PREFIX": "a\nb"], ["PIPELINE_STORAGE_PREFIX", "control characters"]),
     ]
@@ -205,6 +211,17 @@ import Testing
                     ]) { $1 })
             }
         }
+    }
+
+    @Test func structuredLifecycleRulesFromTheFileOrAVariable() throws {
+        let fromVariable = try ApplicationStorageConfiguration.load(environment: [
+            "PIPELINE_STORAGE_S3_LIFECYCLE_RULES":
+                #"{"transitions": [{"days": 30, "storageClass": "STANDARD_IA"}, {"days": 90, "storageClass": "GLACIER"}], "expirationDays": 365}"#
+        ])
+        let rules = try #require(fromVariable.options.lifecycleRules)
+        #expect(rules.transitions.map(\.days) == [30, 90])
+        #expect(rules.expirationDays == 365)
+        #expect(rules.abortIncompleteUploadsAfterDays == 7, "the abort rule is always there")
     }
 
     @Test func booleansSizesAndDurationsAcceptTheUsualSpellings() throws {
