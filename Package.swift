@@ -78,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "spool-drain",
             dependencies: [
-                "Drain", "CommandLineSupport", .product(name: "Logging", package: "swift-log"),
+                "Drain", "CredentialChain", "CommandLineSupport", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
