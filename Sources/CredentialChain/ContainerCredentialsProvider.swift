@@ -57,12 +57,7 @@ public struct ContainerCredentialsProvider: CredentialsProvider {
     ///   code, or `InvalidCredentials` for a malformed answer.
     public func credentials() async throws -> AWSCredentials {
         let (url, variable) = try endpointURL()
-        let endpoint = try MetadataEndpoint(url: url, variable: variable)
-        if endpoint.scheme == "http" && !endpoint.isLoopback && !Self.allowedHTTPHosts.contains(endpoint.host) {
-            throw S3Error.invalidConfiguration(
-                "\(variable) points at host '\(endpoint.host)' over plain HTTP; the container credentials endpoint must "
-                    + "be https, loopback, 169.254.170.2, 169.254.170.23 or [fd00:ec2::23]")
-        }
+        let endpoint = try Self.checkedEndpoint(url, variable: variable)
         var headers: [(name: String, value: String)] = [("Accept", "application/json")]
         let token = try authorizationToken()
         if let token { headers.append(("Authorization", token)) }
@@ -92,6 +87,17 @@ public struct ContainerCredentialsProvider: CredentialsProvider {
             guard failure.isRetryable, attempt < attempts else { throw failure }
             try await Task.sleep(for: retryDelay)
         }
+    }
+
+    /// The endpoint of a URL, refused unless https, or http to loopback or one of `allowedHTTPHosts`.
+    static func checkedEndpoint(_ url: String, variable: String) throws(S3Error) -> MetadataEndpoint {
+        let endpoint = try MetadataEndpoint(url: url, variable: variable)
+        if endpoint.scheme == "http" && !endpoint.isLoopback && !allowedHTTPHosts.contains(endpoint.host) {
+            throw .invalidConfiguration(
+                "\(variable) points at host '\(endpoint.host)' over plain HTTP; the container credentials endpoint must "
+                    + "be https, loopback, 169.254.170.2, 169.254.170.23 or [fd00:ec2::23]")
+        }
+        return endpoint
     }
 
     private func endpointURL() throws(S3Error) -> (String, String) {

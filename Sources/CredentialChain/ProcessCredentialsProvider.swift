@@ -109,7 +109,12 @@ public struct ProcessCredentialsProvider: CredentialsProvider {
                 "did not print a JSON object (\(outcome.standardOutput.count) bytes, not shown: they may hold "
                     + "credentials)")
         }
-        guard (document["Version"] as? Int) == 1, !(document["Version"] is Bool) else {
+        // JSONDecoder, not the dictionary: it tells the number 1 from `true`.
+        struct VersionField: Decodable {
+            let version: Int
+            enum CodingKeys: String, CodingKey { case version = "Version" }
+        }
+        guard (try? JSONDecoder().decode(VersionField.self, from: Data(outcome.standardOutput)))?.version == 1 else {
             let version = document["Version"].map { "\($0)" } ?? "none"
             throw failed("printed Version \(version.prefix(20)); only Version 1 is supported")
         }
@@ -184,7 +189,13 @@ enum ChildProcess {
             envp.forEach { free($0) }
         }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        var spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        // ETXTBSY: a program just written is still open for writing in a process forked meanwhile; that copy of the
+        // descriptor goes away at its exec. Try again briefly rather than fail.
+        for _ in 0..<20 where spawned == ETXTBSY {
+            usleep(10_000)
+            spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        }
         close(outPipe[1])
         close(errPipe[1])
         defer {
