@@ -19,7 +19,8 @@ Endpoints, as AWS serves them:
                                                   with "auth_token" set, Authorization must equal it, else 401
 Control (JSON):
   POST /__credserver/config   replaces the settings given: credentials (a list of {AccessKeyId, SecretAccessKey,
-                              Token}; each credentials answer hands out the next, round robin), expires_in (seconds
+                              Token (an empty one is left out)}; each credentials answer hands out the next, round
+                              robin), expires_in (seconds
                               from now for Expiration, default 3600), imds, role, container_path, auth_token,
                               fail_next (answer fail_status, default 500, to that many credentials requests first)
   GET  /__credserver/stats    counters: token_requests, role_requests, credential_requests (IMDS),
@@ -77,7 +78,7 @@ class State:
                 self.stats["failures_injected"] += 1
                 return None
             pool = self.config["credentials"]
-            chosen = dict(pool[self.next_credentials % len(pool)])
+            chosen = {k: v for k, v in pool[self.next_credentials % len(pool)].items() if v}  # no empty Token
             self.next_credentials += 1
             self.stats["handed_out"].append(chosen["AccessKeyId"])
             expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(

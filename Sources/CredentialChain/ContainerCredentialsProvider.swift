@@ -72,7 +72,7 @@ public struct ContainerCredentialsProvider: CredentialsProvider {
                 let response = try await transport.execute(request)
                 if response.status == 200 {
                     return try CredentialsDocument.parse(
-                        response.body, tokenKey: "Token", source: label, requireToken: true)
+                        response.body, tokenKey: "Token", source: label)
                 }
                 failure = S3Error(
                     status: response.status, code: "CredentialsEndpointError",

@@ -139,25 +139,21 @@ enum Timestamp {
 
 /// The JSON credential documents of `credential_process`, container endpoints and instance metadata.
 enum CredentialsDocument {
-    /// Credentials from a JSON object with `AccessKeyId`, `SecretAccessKey`, the token under `tokenKey` and an
-    /// optional `Expiration`.
+    /// Credentials from a JSON object with `AccessKeyId`, `SecretAccessKey`, and optionally the token under
+    /// `tokenKey` and an `Expiration`. (botocore requires the token and expiration of container and instance
+    /// credentials; the AWS SDK for Go does not, and neither is needed to sign.)
     ///
     /// - Parameters:
     ///   - source: Names where the document came from, for messages.
-    ///   - requireToken: Whether the token and the expiration must be present (instance metadata, containers).
     /// - Throws: `S3Error` `InvalidCredentials` naming the missing or malformed field (never a value).
-    static func parse(_ bytes: [UInt8], tokenKey: String, source: String, requireToken: Bool) throws(S3Error)
-        -> AWSCredentials
-    {
+    static func parse(_ bytes: [UInt8], tokenKey: String, source: String) throws(S3Error) -> AWSCredentials {
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
             throw invalid("\(source) did not answer with a JSON object (\(bytes.count) bytes; not shown)")
         }
-        return try parse(object, tokenKey: tokenKey, source: source, requireToken: requireToken)
+        return try parse(object, tokenKey: tokenKey, source: source)
     }
 
-    static func parse(_ object: [String: Any], tokenKey: String, source: String, requireToken: Bool) throws(S3Error)
-        -> AWSCredentials
-    {
+    static func parse(_ object: [String: Any], tokenKey: String, source: String) throws(S3Error) -> AWSCredentials {
         func field(_ name: String, required: Bool) throws(S3Error) -> String? {
             switch object[name] {
             case let value as String where !value.isEmpty: return value
@@ -168,9 +164,9 @@ enum CredentialsDocument {
         guard let keyID = try field("AccessKeyId", required: true),
             let secret = try field("SecretAccessKey", required: true)
         else { throw invalid("\(source): no AccessKeyId or SecretAccessKey") }
-        let token = try field(tokenKey, required: requireToken)
+        let token = try field(tokenKey, required: false)
         var expiration: Date?
-        if let text = try field("Expiration", required: requireToken) {
+        if let text = try field("Expiration", required: false) {
             guard let date = Timestamp.parse(text) else {
                 throw invalid("\(source): 'Expiration' is not an ISO 8601 time such as 2026-01-31T12:00:00Z")
             }

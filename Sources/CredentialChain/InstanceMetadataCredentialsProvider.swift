@@ -93,7 +93,7 @@ public struct InstanceMetadataCredentialsProvider: CredentialsProvider {
                 message: "\(source): \(code): \(Redaction.excerpt(Array(((object["Message"] as? String) ?? "").utf8)))",
                 isRetryable: false)
         }
-        return try CredentialsDocument.parse(document, tokenKey: "Token", source: source, requireToken: true)
+        return try CredentialsDocument.parse(document, tokenKey: "Token", source: source)
     }
 
     /// The IMDSv2 token, or nil to go on with IMDSv1 (only when allowed).

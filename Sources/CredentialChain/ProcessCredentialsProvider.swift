@@ -119,7 +119,7 @@ public struct ProcessCredentialsProvider: CredentialsProvider {
             throw failed("printed Version \(version.prefix(20)); only Version 1 is supported")
         }
         do {
-            return try CredentialsDocument.parse(document, tokenKey: "SessionToken", source: label, requireToken: false)
+            return try CredentialsDocument.parse(document, tokenKey: "SessionToken", source: label)
         }
     }
 
