@@ -83,7 +83,7 @@ class State:
             self.stats["handed_out"].append(chosen["AccessKeyId"])
             expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
                 seconds=float(self.config["expires_in"]))
-            chosen["Expiration"] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+            chosen["Expiration"] = expires.strftime("%Y-%m-%dT%H:%M:%S.") + f"{expires.microsecond // 1000:03d}Z"
             return chosen
 
 

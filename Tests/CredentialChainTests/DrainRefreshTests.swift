@@ -60,7 +60,7 @@ struct DrainRefreshTests {
         try await server.configure(
             .init(
                 credentials: keys.map { .init(accessKeyID: $0.accessKeyID, secretAccessKey: $0.secretAccessKey, token: "") },
-                expiresIn: 3, authToken: "container-token"))
+                expiresIn: 2, authToken: "container-token"))
         let sandbox = try Sandbox()
         let tokenFile = try sandbox.write("token", "container-token")
         let environment = sandbox.environment([
@@ -69,9 +69,9 @@ struct DrainRefreshTests {
         ])
         let refreshes = Mutex(0)
         var options = CredentialChain.Options()
-        // Expiration has whole seconds, so 3 s ahead is 2–3 s: a refresh about every second.
+        // Valid for 2 s, refreshed when less than 1 s is left: a new key about every second.
         options.refreshPolicy = CredentialsRefreshPolicy(
-            refreshBefore: .seconds(2), expiryMargin: .milliseconds(500), retryAfterFailure: .milliseconds(200))
+            refreshBefore: .seconds(1), expiryMargin: .milliseconds(300), retryAfterFailure: .milliseconds(200))
         options.observer = { event in
             if case .refreshed = event { refreshes.withLock { $0 += 1 } }
         }
@@ -115,7 +115,8 @@ struct DrainRefreshTests {
         var logger = Logger(label: "credential-refresh-test")
         logger.logLevel = .warning
         let drainer = Drainer(spool: storage.spool, options: drainOptions, logger: logger) { destination in
-            PacedStore(base: try stores.store(for: destination), pause: .milliseconds(40))
+            // 156 paced writes, 3 at a time: at least 3 s of draining, whatever the machine's speed.
+            PacedStore(base: try stores.store(for: destination), pause: .milliseconds(60))
         }
         let started = ContinuousClock.now
         let watchdog = Task {
@@ -132,7 +133,8 @@ struct DrainRefreshTests {
         #expect(progress.retriesScheduled == 0, "no upload failed, not even once")
         #expect(progress.pauses == 0)
         let stats = try await server.stats()
-        #expect(refreshes.withLock { $0 } >= 3, "refreshed during the \(elapsed) drain")
+        #expect(elapsed >= .seconds(3))
+        #expect(refreshes.withLock { $0 } >= 3, "fetched at the start and refreshed during the \(elapsed) drain")
         #expect(stats.handedOut.count == refreshes.withLock { $0 })
         #expect(Set(stats.handedOut) == Set(keys.map(\.accessKeyID)), "both keys were used in turn")
         #expect(stats.unauthorized == 0)
