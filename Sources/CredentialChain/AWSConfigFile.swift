@@ -230,10 +230,12 @@ public struct AWSConfigFile: Sendable, Hashable {
                 if stripped.isEmpty { continue }
                 guard let equals = stripped.firstIndex(of: "=") else {
                     throw failure(
-                        line, "'\(key)' has an empty value followed by indented lines, so it is a nested section, "
+                        line,
+                        "'\(key)' has an empty value followed by indented lines, so it is a nested section, "
                             + "and each of those lines must be 'key = value'")
                 }
-                result[String(trimmed(stripped[..<equals]))] = String(trimmed(stripped[stripped.index(after: equals)...]))
+                result[String(trimmed(stripped[..<equals]))] = String(
+                    trimmed(stripped[stripped.index(after: equals)...]))
             }
             return .section(result)
         }

@@ -100,14 +100,16 @@ public struct WebIdentityCredentialsProvider: CredentialsProvider {
             return try await sts.assumeRoleWithWebIdentity(
                 roleARN: roleARN, sessionName: sessionName, token: token, duration: duration)
         } catch var error as S3Error {
-            error.message = "assuming role \(roleARN) with the web identity token in '\(tokenFile)' (\(origin)): "
+            error.message =
+                "assuming role \(roleARN) with the web identity token in '\(tokenFile)' (\(origin)): "
                 + error.message
             throw error
         }
     }
 
     private func readToken() throws(S3Error) -> String {
-        guard let bytes = try BoundedFile.read(tokenFile, limit: Self.maximumTokenBytes, what: "web identity token file")
+        guard
+            let bytes = try BoundedFile.read(tokenFile, limit: Self.maximumTokenBytes, what: "web identity token file")
         else {
             throw .invalidConfiguration(
                 "the web identity token file '\(tokenFile)' (\(origin)) does not exist; check the path, or that the "

@@ -160,7 +160,8 @@ public final class CachingCredentialsProvider: CredentialsProvider {
 extension CredentialsProvider {
     /// This provider behind a `CachingCredentialsProvider`.
     public func cached(
-        policy: CredentialsRefreshPolicy = CredentialsRefreshPolicy(), clock: @escaping @Sendable () -> Date = { Date() }
+        policy: CredentialsRefreshPolicy = CredentialsRefreshPolicy(),
+        clock: @escaping @Sendable () -> Date = { Date() }
     ) -> CachingCredentialsProvider {
         CachingCredentialsProvider(self, policy: policy, clock: clock)
     }

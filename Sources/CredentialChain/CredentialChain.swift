@@ -74,7 +74,8 @@ public final class CredentialChain: CredentialsProvider {
         profile: String? = nil, options: Options = Options(),
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) {
-        let named = profile.flatMap { $0.isEmpty ? nil : $0 } ?? environment.nonEmpty("AWS_DEFAULT_PROFILE")
+        let named =
+            profile.flatMap { $0.isEmpty ? nil : $0 } ?? environment.nonEmpty("AWS_DEFAULT_PROFILE")
             ?? environment.nonEmpty("AWS_PROFILE")
         self.profile = named ?? "default"
         self.profileIsNamed = named != nil
@@ -209,7 +210,8 @@ final class ChainSource: CredentialsProvider {
                     else: "no aws_access_key_id for [\(profile)] in \(resolver.configuration.credentialsFile)")
             },
             Step(name: "credential_process") {
-                outcome(try resolver().process(profile: profile), else: "profile '\(profile)' has no credential_process")
+                outcome(
+                    try resolver().process(profile: profile), else: "profile '\(profile)' has no credential_process")
             },
             Step(name: "shared config file") {
                 let resolver = try resolver()
@@ -219,7 +221,8 @@ final class ChainSource: CredentialsProvider {
             },
             Step(name: "container credentials") {
                 guard ContainerCredentialsProvider.isConfigured(environment: context.environment) else {
-                    return .absent("neither AWS_CONTAINER_CREDENTIALS_RELATIVE_URI nor AWS_CONTAINER_CREDENTIALS_FULL_URI is set")
+                    return .absent(
+                        "neither AWS_CONTAINER_CREDENTIALS_RELATIVE_URI nor AWS_CONTAINER_CREDENTIALS_FULL_URI is set")
                 }
                 let variable =
                     context.environment.nonEmpty("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != nil

@@ -71,7 +71,8 @@ enum Redaction {
     /// token — 16 or more characters mixing letters and digits — replaced.
     static func excerpt(_ bytes: [UInt8], limit: Int = 160) -> String {
         let text = String(decoding: bytes.prefix(4096), as: UTF8.self)
-        let line = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        let line =
+            text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             .first { !$0.isEmpty } ?? ""
         let words = line.split(separator: " ", omittingEmptySubsequences: false).map { word -> String in
             let looksSecret =
@@ -124,7 +125,9 @@ enum Timestamp {
         case 0x2B, 0x2D:  // + or -
             let sign = scalars[index] == 0x2B ? 1 : -1
             let rest = String(decoding: scalars[(index + 1)...], as: UTF8.self).replacingOccurrences(of: ":", with: "")
-            guard rest.count == 4, let hours = Int(rest.prefix(2)), let minutes = Int(rest.suffix(2)) else { return nil }
+            guard rest.count == 4, let hours = Int(rest.prefix(2)), let minutes = Int(rest.suffix(2)) else {
+                return nil
+            }
             offset = sign * (hours * 3600 + minutes * 60)
             index = scalars.count
         default:

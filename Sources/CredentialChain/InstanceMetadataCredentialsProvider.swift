@@ -155,7 +155,8 @@ public struct InstanceMetadataCredentialsProvider: CredentialsProvider {
         case 401:
             throw S3Error(
                 status: 401, code: "InstanceMetadataError",
-                message: "\(label) refused the request \(token == nil ? "without a token (IMDSv2 is required)" : "token")",
+                message:
+                    "\(label) refused the request \(token == nil ? "without a token (IMDSv2 is required)" : "token")",
                 isRetryable: false)
         default:
             throw S3Error(

@@ -126,7 +126,8 @@ public struct ProcessCredentialsProvider: CredentialsProvider {
     /// The executable a command's first word names: as is when it has a `/`, else the first match in `PATH`.
     static func locate(_ program: String, path: String?) -> String? {
         if program.contains("/") { return access(program, X_OK) == 0 ? program : nil }
-        let directories = (path ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":", omittingEmptySubsequences: false)
+        let directories = (path ?? "/usr/local/bin:/usr/bin:/bin").split(
+            separator: ":", omittingEmptySubsequences: false)
         for directory in directories {
             let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + program
             var info = stat()

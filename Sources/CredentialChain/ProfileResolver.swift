@@ -233,7 +233,8 @@ struct ProfileResolver {
             name: "profile '\(name)' in \(file)",
             provider: StaticCredentialsProvider(
                 AWSCredentials(
-                    accessKeyID: keyID, secretAccessKey: secret, sessionToken: token.flatMap { $0.isEmpty ? nil : $0 })))
+                    accessKeyID: keyID, secretAccessKey: secret, sessionToken: token.flatMap { $0.isEmpty ? nil : $0 }))
+        )
     }
 
     /// The merged profile's `credential_process`.

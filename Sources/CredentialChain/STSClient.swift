@@ -81,7 +81,9 @@ public struct STSClient: Sendable {
     {
         var parameters = [("RoleArn", request.roleARN), ("RoleSessionName", request.sessionName)]
         if let externalID = request.externalID { parameters.append(("ExternalId", externalID)) }
-        if let duration = request.duration { parameters.append(("DurationSeconds", String(duration.components.seconds))) }
+        if let duration = request.duration {
+            parameters.append(("DurationSeconds", String(duration.components.seconds)))
+        }
         let root = try await call("AssumeRole", parameters, credentials: credentials, secrets: [request.externalID])
         return try Self.credentials(in: root, action: "AssumeRole", roleARN: request.roleARN)
     }

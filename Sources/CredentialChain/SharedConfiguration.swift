@@ -49,7 +49,9 @@ public struct SharedConfiguration: Sendable {
         }
 
         /// Whether the profile has static keys (botocore's `_has_static_credentials`).
-        var hasStaticCredentials: Bool { entries["aws_access_key_id"] != nil || entries["aws_secret_access_key"] != nil }
+        var hasStaticCredentials: Bool {
+            entries["aws_access_key_id"] != nil || entries["aws_secret_access_key"] != nil
+        }
     }
 
     /// The config file's path (after `~` and `$VAR` expansion).

@@ -81,7 +81,10 @@ struct CachingTests {
         source.setFailing(false)
         clock.advance(31)
         #expect(try await cache.credentials().accessKeyID == "AKIDFETCH4")
-        #expect(events.withLock { $0 } == ["refreshed", "kept after ServiceUnavailable", "kept after ServiceUnavailable", "refreshed"])
+        #expect(
+            events.withLock { $0 } == [
+                "refreshed", "kept after ServiceUnavailable", "kept after ServiceUnavailable", "refreshed",
+            ])
     }
 
     @Test("Within expiryMargin of expiring, a failed refresh is an error; the next success recovers")

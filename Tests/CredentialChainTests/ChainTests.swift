@@ -6,7 +6,9 @@ import Testing
 @testable import CredentialChain
 
 /// Static keys written into the files and variables of these tests: none may ever appear in an error.
-let fileSecrets = ["wJalrXUtnFEMIsecretFromCredentialsFile", "configFileSecretValue0123456789", "envSecretValue0123456789"]
+let fileSecrets = [
+    "wJalrXUtnFEMIsecretFromCredentialsFile", "configFileSecretValue0123456789", "envSecretValue0123456789",
+]
 
 @Suite("The chain's order and its errors (no network: instance metadata off)")
 struct ChainTests {
@@ -116,7 +118,8 @@ struct ChainTests {
         ]
         var position = message.startIndex
         for step in steps {
-            let found = try #require(message.range(of: step, range: position..<message.endIndex), "\(step) in \(message)")
+            let found = try #require(
+                message.range(of: step, range: position..<message.endIndex), "\(step) in \(message)")
             position = found.upperBound
         }
         #expect(chain.providerName == nil)
@@ -186,7 +189,10 @@ struct ChainTests {
             ("missingsource", "InvalidConfiguration", ["source_profile 'nowhere'", "does not exist"]),
             ("badduration", "InvalidConfiguration", ["'duration_seconds' of profile 'badduration'", "whole number"]),
             ("norole", "InvalidConfiguration", ["profile 'norole'", "AWS_ROLE_ARN"]),
-            ("halfkeys", "InvalidConfiguration", ["profile 'halfkeys'", sandbox.credentialsFile, "aws_secret_access_key"]),
+            (
+                "halfkeys", "InvalidConfiguration",
+                ["profile 'halfkeys'", sandbox.credentialsFile, "aws_secret_access_key"]
+            ),
             ("envsource", "CredentialsNotFound", ["'credential_source' of profile 'envsource'", "AWS_ACCESS_KEY_ID"]),
             ("emptysource", "InvalidConfiguration", ["source profile 'empty' has no credentials"]),
             ("absent", "InvalidConfiguration", ["profile 'absent'", sandbox.configFile, sandbox.credentialsFile]),
@@ -239,7 +245,8 @@ struct ProcessProviderTests {
     @Test("Arguments are split without a shell; Version 1 with an expiration gives temporary credentials")
     func success() async throws {
         let sandbox = try Sandbox()
-        try FileManager.default.createDirectory(atPath: sandbox.path + "/dir with space", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: sandbox.path + "/dir with space", withIntermediateDirectories: true)
         let script = try sandbox.write(
             "dir with space/creds",
             """
@@ -274,11 +281,14 @@ struct ProcessProviderTests {
                 "CredentialProcessFailed", ["profile 'p'", "exited with status 3", "could not log in", "<redacted>"]
             ),
             (
-                try script("garbage", "echo '{\"Version\": 1, \"AccessKeyId\": \"AKID\", \"SecretAccessKey\": \"\(secret)\"'"),
+                try script(
+                    "garbage", "echo '{\"Version\": 1, \"AccessKeyId\": \"AKID\", \"SecretAccessKey\": \"\(secret)\"'"),
                 "CredentialProcessFailed", ["did not print a JSON object", "not shown"]
             ),
             (
-                try script("version2", "echo '{\"Version\": 2, \"AccessKeyId\": \"AKID\", \"SecretAccessKey\": \"\(secret)\"}'"),
+                try script(
+                    "version2", "echo '{\"Version\": 2, \"AccessKeyId\": \"AKID\", \"SecretAccessKey\": \"\(secret)\"}'"
+                ),
                 "CredentialProcessFailed", ["Version 2", "only Version 1"]
             ),
             (
@@ -286,7 +296,10 @@ struct ProcessProviderTests {
                 "InvalidCredentials", ["'SecretAccessKey' is missing"]
             ),
             (
-                try script("badtime", "echo '{\"Version\": 1, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"\(secret)\", \"Expiration\": \"tomorrow\"}'"),
+                try script(
+                    "badtime",
+                    "echo '{\"Version\": 1, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"\(secret)\", \"Expiration\": \"tomorrow\"}'"
+                ),
                 "InvalidCredentials", ["'Expiration' is not an ISO 8601 time"]
             ),
             (
@@ -296,7 +309,8 @@ struct ProcessProviderTests {
             ("tool 'unclosed \(secret)", "InvalidConfiguration", ["cannot be split", "profile 'p'"]),
         ]
         for item in cases {
-            let provider = ProcessCredentialsProvider(command: item.command, profile: "p", environment: sandbox.environment())
+            let provider = ProcessCredentialsProvider(
+                command: item.command, profile: "p", environment: sandbox.environment())
             let error = await expectS3Error(item.code) { _ = try await provider.credentials() }
             for text in item.mentions {
                 #expect(error?.message.contains(text) == true, "'\(text)' in \(error?.message ?? "")")
@@ -327,7 +341,9 @@ struct PieceTests {
         #expect(Timestamp.parse("2026-01-01T00:00:00.5Z") == base.addingTimeInterval(0.5))
         #expect(Timestamp.parse("2026-01-01T02:00:00+02:00") == base)
         #expect(Timestamp.parse("2025-12-31T19:00:00-0500") == base)
-        for bad in ["2026-01-01", "2026-01-01T00:00:00", "2026-13-01T00:00:00Z", "yesterday", "2026-01-01T00:00:00Zjunk"] {
+        for bad in [
+            "2026-01-01", "2026-01-01T00:00:00", "2026-13-01T00:00:00Z", "yesterday", "2026-01-01T00:00:00Zjunk",
+        ] {
             #expect(Timestamp.parse(bad) == nil, "\(bad)")
         }
     }
@@ -350,7 +366,9 @@ struct PieceTests {
             #expect(throws: Never.self) { try ContainerCredentialsProvider.checkedEndpoint(url, variable: "V") }
         }
         for url in ["http://10.0.0.1/creds", "http://169.254.169.254/x", "http://example.com/x", "ftp://127.0.0.1/x"] {
-            #expect(throws: S3Error.self, "\(url)") { try ContainerCredentialsProvider.checkedEndpoint(url, variable: "V") }
+            #expect(throws: S3Error.self, "\(url)") {
+                try ContainerCredentialsProvider.checkedEndpoint(url, variable: "V")
+            }
         }
     }
 }

@@ -175,7 +175,8 @@ struct ConfigFileTests {
     @Test("The tricky file's values, spelled out")
     func trickyValues() throws {
         let shared = SharedConfiguration(
-            configFile: "config", credentialsFile: "credentials", config: try AWSConfigFile.parse(trickyConfig, path: "c"),
+            configFile: "config", credentialsFile: "credentials",
+            config: try AWSConfigFile.parse(trickyConfig, path: "c"),
             credentials: try AWSConfigFile.parse(trickyCredentials, path: "k"))
         let main = try #require(shared.configProfiles["default"])
         // [profile default] comes after [default]: the later header wins, as in botocore.
@@ -241,7 +242,8 @@ struct ConfigFileTests {
         #expect(try AWSConfigFile.load(path: sandbox.path) == nil)
         let empty = try SharedConfiguration.load(environment: sandbox.environment())
         #expect(empty.configProfiles.isEmpty && empty.credentialsProfiles.isEmpty)
-        let big = String(repeating: "# padding padding padding padding\n", count: (AWSConfigFile.maximumFileBytes / 34) + 10)
+        let big = String(
+            repeating: "# padding padding padding padding\n", count: (AWSConfigFile.maximumFileBytes / 34) + 10)
         try sandbox.config("[default]\n" + big)
         #expect(throws: S3Error.self) { try SharedConfiguration.load(environment: sandbox.environment()) }
     }

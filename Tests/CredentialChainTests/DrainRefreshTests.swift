@@ -52,14 +52,18 @@ struct PacedStore: ObjectStore {
 
 @Suite("Short-lived credentials refreshed in the middle of a drain")
 struct DrainRefreshTests {
-    @Test("Container credentials expiring every few seconds, rotating between two IAM keys: refreshed, all delivered, no failure")
+    @Test(
+        "Container credentials expiring every few seconds, rotating between two IAM keys: refreshed, all delivered, no failure"
+    )
     func rotatingCredentialsDuringALongDrain() async throws {
         let moto = try await LocalS3.shared.server()
         let keys = try await MotoIAM(moto).createUser(uniquePrefix("drainer"), keys: 2)
         let server = try await LocalS3.shared.newCredentialServer()
         try await server.configure(
             .init(
-                credentials: keys.map { .init(accessKeyID: $0.accessKeyID, secretAccessKey: $0.secretAccessKey, token: "") },
+                credentials: keys.map {
+                    .init(accessKeyID: $0.accessKeyID, secretAccessKey: $0.secretAccessKey, token: "")
+                },
                 expiresIn: 2, authToken: "container-token"))
         let sandbox = try Sandbox()
         let tokenFile = try sandbox.write("token", "container-token")
@@ -80,7 +84,8 @@ struct DrainRefreshTests {
             environment: environment)
 
         let admin = motoClient(
-            moto, StaticCredentialsProvider(
+            moto,
+            StaticCredentialsProvider(
                 AWSCredentials(accessKeyID: moto.accessKeyID, secretAccessKey: moto.secretAccessKey)))
         let bucket = uniquePrefix()
         try await admin.createBucket(bucket)

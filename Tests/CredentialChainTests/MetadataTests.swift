@@ -55,7 +55,8 @@ struct MetadataTests {
         let sandbox = try Sandbox()
         let base = ["AWS_CONTAINER_CREDENTIALS_FULL_URI": server.endpoint + "/creds"]
         let variable = ContainerCredentialsProvider(
-            environment: sandbox.environment(base.merging(["AWS_CONTAINER_AUTHORIZATION_TOKEN": "right-token-0123456789"]) { $1 }))
+            environment: sandbox.environment(
+                base.merging(["AWS_CONTAINER_AUTHORIZATION_TOKEN": "right-token-0123456789"]) { $1 }))
         #expect(try await variable.credentials().accessKeyID == "ASIALOCALONE")
 
         let wrongToken = "wrong-token-0123456789"
@@ -68,7 +69,8 @@ struct MetadataTests {
 
         let newlineFile = try sandbox.write("token", "right-token-0123456789\n")
         let newline = ContainerCredentialsProvider(
-            environment: sandbox.environment(base.merging(["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": newlineFile]) { $1 }))
+            environment: sandbox.environment(
+                base.merging(["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": newlineFile]) { $1 }))
         let crlf = await expectS3Error("InvalidConfiguration") { _ = try await newline.credentials() }
         #expect(crlf?.message.contains("CR or LF") == true)
         expectNoSecrets(crlf, ["right-token-0123456789"])
@@ -122,10 +124,13 @@ struct MetadataTests {
         ])
         let strict = InstanceMetadataCredentialsProvider(environment: environment)
         let error = await expectS3Error("CredentialsNotFound") { _ = try await strict.credentials() }
-        #expect(error?.message.contains("refused the IMDSv2 token request (HTTP 403), and IMDSv1 is not allowed") == true)
+        #expect(
+            error?.message.contains("refused the IMDSv2 token request (HTTP 403), and IMDSv1 is not allowed") == true)
         let chain = CredentialChain(environment: environment)
         let notFound = await expectS3Error("CredentialsNotFound") { _ = try await chain.credentials() }
-        #expect(notFound?.message.contains("(8) EC2 instance metadata: EC2 instance metadata at \(server.endpoint) refused") == true)
+        #expect(
+            notFound?.message.contains("(8) EC2 instance metadata: EC2 instance metadata at \(server.endpoint) refused")
+                == true)
         var stats = try await server.stats()
         #expect(stats.roleRequests == 0 && stats.credentialRequests == 0, "no IMDSv1 request was made")
 

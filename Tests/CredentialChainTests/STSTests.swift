@@ -81,7 +81,9 @@ struct STSTests {
         let environment = motoEnvironment(server, sandbox)
         let chained = CredentialChain(profile: "second", environment: environment)
         #expect(try await chained.credentials().accessKeyID.hasPrefix("ASIA"))
-        #expect(chained.providerName?.contains("assume role \(second) (profile 'second') with assume role \(first)") == true)
+        #expect(
+            chained.providerName?.contains("assume role \(second) (profile 'second') with assume role \(first)") == true
+        )
         try await putAndGet(server, chained)
 
         let itself = CredentialChain(profile: "itself", environment: environment)
@@ -97,7 +99,9 @@ struct STSTests {
         try await putAndGet(server, fromEnvironment)
     }
 
-    @Test("Web identity from AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN, unsigned; the token file is read on each refresh")
+    @Test(
+        "Web identity from AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN, unsigned; the token file is read on each refresh"
+    )
     func webIdentity() async throws {
         let server = try await LocalS3.shared.server()
         let role = try await MotoIAM(server).createRole(uniquePrefix())
@@ -176,7 +180,9 @@ struct STSTests {
             environment: environment)
         let viaStores = stores.credentialsProvider(profile: nil, roleARN: role)
         #expect(viaStores as AnyObject === stores.credentialsProvider(profile: nil, roleARN: role) as AnyObject)
-        #expect(stores.credentialsProvider(profile: nil, roleARN: nil) as AnyObject === stores.defaultCredentials as AnyObject)
+        #expect(
+            stores.credentialsProvider(profile: nil, roleARN: nil) as AnyObject === stores.defaultCredentials
+                as AnyObject)
         #expect(viaStores as AnyObject !== stores.defaultCredentials as AnyObject)
         #expect(try await viaStores.credentials().accessKeyID.hasPrefix("ASIA"))
         try await putAndGet(server, viaStores)
@@ -217,7 +223,8 @@ struct STSErrorTests {
         let sts = STSClient(region: "eu-west-1", environment: [:], transport: transport)
         #expect(sts.endpoint == "https://sts.eu-west-1.amazonaws.com")
         let error = await expectS3Error("InvalidIdentityToken") {
-            _ = try await sts.assumeRoleWithWebIdentity(roleARN: "arn:aws:iam::1:role/r", sessionName: "s", token: token)
+            _ = try await sts.assumeRoleWithWebIdentity(
+                roleARN: "arn:aws:iam::1:role/r", sessionName: "s", token: token)
         }
         #expect(error?.message.contains("<redacted>") == true)
         #expect(error?.requestID == "abc")
@@ -228,7 +235,9 @@ struct STSErrorTests {
         let external = "external-id-secret-value"
         let signed = CannedTransport(
             status: 403,
-            body: "<ErrorResponse><Error><Code>AccessDenied</Code><Message>bad \(external)</Message></Error></ErrorResponse>")
+            body:
+                "<ErrorResponse><Error><Code>AccessDenied</Code><Message>bad \(external)</Message></Error></ErrorResponse>"
+        )
         let provider = AssumeRoleCredentialsProvider(
             source: StaticCredentialsProvider(AWSCredentials(accessKeyID: "AKID", secretAccessKey: "source-secret")),
             roleARN: "arn:aws:iam::1:role/r", externalID: external,
@@ -244,12 +253,17 @@ struct STSErrorTests {
     @Test("The STS endpoint: AWS_ENDPOINT_URL_STS, else AWS_ENDPOINT_URL, else regional; plain HTTP only to loopback")
     func endpoints() async throws {
         #expect(STSClient(environment: [:]).endpoint == "https://sts.us-east-1.amazonaws.com")
-        #expect(STSClient(environment: ["AWS_DEFAULT_REGION": "cn-north-1"]).endpoint == "https://sts.cn-north-1.amazonaws.com.cn")
-        #expect(STSClient(environment: ["AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "x"]).region == "eu-central-1")
+        #expect(
+            STSClient(environment: ["AWS_DEFAULT_REGION": "cn-north-1"]).endpoint
+                == "https://sts.cn-north-1.amazonaws.com.cn")
+        #expect(
+            STSClient(environment: ["AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "x"]).region == "eu-central-1")
         #expect(STSClient(environment: ["AWS_ENDPOINT_URL": "http://127.0.0.1:1"]).endpoint == "http://127.0.0.1:1")
         #expect(
-            STSClient(environment: ["AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:2"])
-                .endpoint == "http://127.0.0.1:2")
+            STSClient(environment: [
+                "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:2",
+            ])
+            .endpoint == "http://127.0.0.1:2")
         let insecure = STSClient(environment: ["AWS_ENDPOINT_URL_STS": "http://sts.example.com"])
         let error = await expectS3Error("InvalidConfiguration") {
             _ = try await insecure.assumeRoleWithWebIdentity(roleARN: "r", sessionName: "s", token: "t")
