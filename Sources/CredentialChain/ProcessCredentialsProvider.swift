@@ -216,7 +216,8 @@ enum ChildProcess {
                 break
             }
             var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let ready = poll(&fds, nfds_t(fds.count), Int32(clamping: max(1, left.components.seconds * 1000 + 1)))
+            let milliseconds = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1
+            let ready = poll(&fds, nfds_t(fds.count), Int32(clamping: milliseconds))
             if ready < 0 && errno == EINTR { continue }
             guard ready > 0 else { continue }
             for descriptor in fds where descriptor.revents != 0 {
