@@ -39,7 +39,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from processwatch import restore_default_signals, watch_parent  # noqa: E402
+from processwatch import announce_port, restore_default_signals, watch_parent  # noqa: E402
 
 CREDENTIALS_PREFIX = "/latest/meta-data/iam/security-credentials/"
 
@@ -213,12 +213,7 @@ def main() -> int:
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     port = server.server_address[1]
-    print(f"LISTENING {port}", flush=True)
-    if args.port_file:
-        temporary = f"{args.port_file}.tmp.{os.getpid()}"
-        with open(temporary, "w") as f:
-            f.write(f"{port}\n")
-        os.replace(temporary, args.port_file)
+    announce_port(port, args.port_file)
     server.serve_forever()
     return 0
 

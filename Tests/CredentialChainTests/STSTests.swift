@@ -8,6 +8,11 @@ import Testing
 @testable import CredentialChain
 @testable import LocalS3Support
 
+/// A credentials file with the moto admin key as profile `base`.
+func baseProfile(_ server: LocalS3.Server) -> String {
+    "[base]\naws_access_key_id = \(server.accessKeyID)\naws_secret_access_key = \(server.secretAccessKey)\n"
+}
+
 @Suite("STS through the chain against moto (SigV4 auth on): assume role, chained roles, web identity")
 struct STSTests {
     @Test("role_arn + source_profile + external_id + duration_seconds: assumed-role credentials that work on S3")
@@ -17,8 +22,7 @@ struct STSTests {
         let externalID = "ext-\(UUID().uuidString.prefix(8))"
         let role = try await iam.createRole(uniquePrefix(), externalID: externalID)
         let sandbox = try Sandbox()
-        try sandbox.credentials(
-            "[base]\naws_access_key_id = \(server.accessKeyID)\naws_secret_access_key = \(server.secretAccessKey)\n")
+        try sandbox.credentials(baseProfile(server))
         try sandbox.config(
             """
             [profile app]
@@ -59,8 +63,7 @@ struct STSTests {
         let first = try await iam.createRole(uniquePrefix("first"))
         let second = try await iam.createRole(uniquePrefix("second"))
         let sandbox = try Sandbox()
-        try sandbox.credentials(
-            "[base]\naws_access_key_id = \(server.accessKeyID)\naws_secret_access_key = \(server.secretAccessKey)\n")
+        try sandbox.credentials(baseProfile(server))
         try sandbox.config(
             """
             [profile first]

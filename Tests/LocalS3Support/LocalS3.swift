@@ -648,20 +648,6 @@ struct CredentialServer: Sendable {
         var failNext: Int?
         var failStatus: Int?
 
-        init(
-            credentials: [Credentials]? = nil, expiresIn: Double? = nil, imds: String? = nil, role: String? = nil,
-            containerPath: String? = nil, authToken: String? = nil, failNext: Int? = nil, failStatus: Int? = nil
-        ) {
-            self.credentials = credentials
-            self.expiresIn = expiresIn
-            self.imds = imds
-            self.role = role
-            self.containerPath = containerPath
-            self.authToken = authToken
-            self.failNext = failNext
-            self.failStatus = failStatus
-        }
-
         enum CodingKeys: String, CodingKey {
             case credentials, expiresIn = "expires_in", imds, role, containerPath = "container_path"
             case authToken = "auth_token", failNext = "fail_next", failStatus = "fail_status"
