@@ -27,10 +27,11 @@ public struct ContainerCredentialsProvider: CredentialsProvider {
     private let attempts: Int
     private let retryDelay: Duration
 
-    /// Whether either URI variable is set: the provider applies.
-    public static func isConfigured(environment: [String: String]) -> Bool {
-        environment.nonEmpty("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != nil
-            || environment.nonEmpty("AWS_CONTAINER_CREDENTIALS_FULL_URI") != nil
+    /// The URI variable in effect (the relative one wins), nil when neither is set: the provider does not apply.
+    public static func configuredVariable(environment: [String: String]) -> String? {
+        ["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"].first {
+            environment.nonEmpty($0) != nil
+        }
     }
 
     /// A provider reading these variables.
@@ -101,14 +102,11 @@ public struct ContainerCredentialsProvider: CredentialsProvider {
     }
 
     private func endpointURL() throws(S3Error) -> (String, String) {
-        if let relative = environment.nonEmpty("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
-            return (Self.relativeBase + relative, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        guard let variable = Self.configuredVariable(environment: environment), let value = environment[variable] else {
+            throw .credentialsNotFound(
+                "neither AWS_CONTAINER_CREDENTIALS_RELATIVE_URI nor AWS_CONTAINER_CREDENTIALS_FULL_URI is set")
         }
-        if let full = environment.nonEmpty("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
-            return (full, "AWS_CONTAINER_CREDENTIALS_FULL_URI")
-        }
-        throw .credentialsNotFound(
-            "neither AWS_CONTAINER_CREDENTIALS_RELATIVE_URI nor AWS_CONTAINER_CREDENTIALS_FULL_URI is set")
+        return (variable.hasSuffix("RELATIVE_URI") ? Self.relativeBase + value : value, variable)
     }
 
     /// The token: the file's contents (read now), else the variable; nil when neither is set.

@@ -220,13 +220,11 @@ final class ChainSource: CredentialsProvider {
                     else: "no aws_access_key_id for the profile in \(resolver.configuration.configFile)")
             },
             Step(name: "container credentials") {
-                guard ContainerCredentialsProvider.isConfigured(environment: context.environment) else {
+                guard let variable = ContainerCredentialsProvider.configuredVariable(environment: context.environment)
+                else {
                     return .absent(
                         "neither AWS_CONTAINER_CREDENTIALS_RELATIVE_URI nor AWS_CONTAINER_CREDENTIALS_FULL_URI is set")
                 }
-                let variable =
-                    context.environment.nonEmpty("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != nil
-                    ? "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" : "AWS_CONTAINER_CREDENTIALS_FULL_URI"
                 return .found(FoundProvider(name: "container credentials (\(variable))", provider: context.container()))
             },
             Step(name: "EC2 instance metadata", failureMeansAbsent: true) {

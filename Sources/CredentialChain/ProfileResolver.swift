@@ -149,7 +149,7 @@ struct ProfileResolver {
         case "Ec2InstanceMetadata":
             return FoundProvider(name: "EC2 instance metadata credentials", provider: context.instanceMetadata())
         case "EcsContainer":
-            guard ContainerCredentialsProvider.isConfigured(environment: context.environment) else {
+            guard ContainerCredentialsProvider.configuredVariable(environment: context.environment) != nil else {
                 throw .credentialsNotFound(
                     "\(profile.describe("credential_source")) is EcsContainer, but neither "
                         + "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI nor AWS_CONTAINER_CREDENTIALS_FULL_URI is set")
