@@ -160,7 +160,8 @@ struct MetadataTests {
         let started = ContinuousClock.now
         let chain = CredentialChain(environment: environment)
         let error = await expectS3Error("CredentialsNotFound") { _ = try await chain.credentials() }
-        #expect(ContinuousClock.now - started < .seconds(5))
+        // Refused at once; the bound is loose because the whole suite may be running on two busy cores.
+        #expect(ContinuousClock.now - started < .seconds(20))
         #expect(error?.message.contains("(8) EC2 instance metadata: EC2 instance metadata at \(closedPort):") == true)
         #expect(error?.message.contains("not running on EC2?") == true)
     }
