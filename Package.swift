@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "PipelineStorage", targets: ["PipelineStorage"]),
         .library(name: "Spool", targets: ["Spool"]),
         .library(name: "S3", targets: ["S3"]),
+        .library(name: "CredentialChain", targets: ["CredentialChain"]),
         .executable(name: "spool-put", targets: ["spool-put"]),
         .executable(name: "spool-inspect", targets: ["spool-inspect"]),
         .executable(name: "spool-bench", targets: ["spool-bench"]),
@@ -41,6 +42,11 @@ let package = Package(
         // SigV4, credentials, the libcurl transport and the S3 operations. Knows nothing of the spool.
         .target(name: "S3", dependencies: ["CCurl", "Hashing"]),
 
+        // The AWS credential chain in botocore's order: environment, shared files and profiles, STS AssumeRole and
+        // AssumeRoleWithWebIdentity, credential_process, container credentials, EC2 instance metadata; caching and
+        // refresh before expiry.
+        .target(name: "CredentialChain", dependencies: ["S3", "Hashing"]),
+
         // The durable spool: SQLite index, payload files, states, claims, audit. No networking.
         .target(
             name: "Spool",
@@ -51,7 +57,9 @@ let package = Package(
         // over an ObjectStore (S3 or a local directory).
         .target(
             name: "Drain",
-            dependencies: ["Spool", "S3", "Hashing", .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "Spool", "S3", "CredentialChain", "Hashing", .product(name: "Logging", package: "swift-log"),
+            ]),
 
         // The public writer API.
         .target(name: "PipelineStorage", dependencies: ["Spool"]),
@@ -70,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "spool-drain",
             dependencies: [
-                "Drain", "CommandLineSupport", .product(name: "Logging", package: "swift-log"),
+                "Drain", "CredentialChain", "CommandLineSupport", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
@@ -103,6 +111,11 @@ let package = Package(
         // Launches moto_server (SigV4 auth on) and the fault proxy for the integration tests of every module.
         .target(name: "LocalS3Support", path: "Tests/LocalS3Support"),
         .testTarget(name: "S3Tests", dependencies: ["S3", "Hashing", "LocalS3Support"], exclude: ["testdata"]),
+        .testTarget(
+            name: "CredentialChainTests",
+            dependencies: [
+                "CredentialChain", "S3", "Drain", "Spool", "PipelineStorage", "LocalS3Support", "SpoolTestSupport",
+            ]),
         .testTarget(
             name: "DrainTests",
             dependencies: ["Drain", "Spool", "S3", "Hashing", "PipelineStorage", "LocalS3Support", "SpoolTestSupport"]),

@@ -101,7 +101,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from processwatch import restore_default_signals, watch_parent  # noqa: E402
+from processwatch import announce_port, restore_default_signals, watch_parent  # noqa: E402
 
 HOST = "127.0.0.1"
 CONTROL_PREFIX = "/__faultproxy/"
@@ -882,12 +882,7 @@ async def amain(args: argparse.Namespace, config: dict) -> int:
     proxy.configure(config)
     server = await asyncio.start_server(proxy.handle, HOST, args.port, limit=HEAD_LIMIT)
     port = server.sockets[0].getsockname()[1]
-    print(f"LISTENING {port}", flush=True)
-    if args.port_file:
-        tmp = f"{args.port_file}.tmp.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(f"{port}\n")
-        os.replace(tmp, args.port_file)
+    announce_port(port, args.port_file)
     log(f"listening on {HOST}:{port}, forwarding to 127.0.0.1:{args.upstream}, seed {proxy.seed}")
     async with server:
         await proxy.shutdown.wait()

@@ -16,6 +16,9 @@ where moto would have crashed: while auth is on and the request has no Authoriza
 
 Presigned URLs (signature in the query string, no Authorization header) are left alone: moto 5.2.5
 cannot check them with auth on and still answers 500. The tests should sign with the header.
+
+Second fix: STS AssumeRoleWithWebIdentity (and AssumeRoleWithSAML) are answered unsigned, as AWS does; moto
+would refuse them once auth is on.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from processwatch import restore_default_signals, watch_parent  # noqa: E402
 
+from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.exceptions import _RESTError
 from moto.iam import access_control
 
@@ -51,6 +55,23 @@ def _init(self, account_id, method, path, data, body, headers, action):  # type:
 
 
 access_control.IAMRequestBase.__init__ = _init  # type: ignore[method-assign]
+
+
+# STS actions that AWS answers without a signature: the token (web identity, SAML assertion) is the proof. moto
+# routes them (UNSIGNED_ACTIONS in moto_server/werkzeug_app.py) but with authentication on still demands a
+# signature; let them through unsigned, as STS does, so that the credential chain's web identity tests can run.
+UNSIGNED_STS_ACTIONS = {"AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"}
+_original_authenticate = ActionAuthenticatorMixin._authenticate_and_authorize_action
+
+
+def _authenticate(self, iam_request_cls, resource="*"):  # type: ignore[no-untyped-def]
+    if "Authorization" not in self.headers and getattr(self, "service_name", None) == "sts":
+        if self._get_action() in UNSIGNED_STS_ACTIONS:
+            return
+    return _original_authenticate(self, iam_request_cls, resource)
+
+
+ActionAuthenticatorMixin._authenticate_and_authorize_action = _authenticate  # type: ignore[method-assign]
 
 
 def _take_parent_pid(argv: list[str]) -> tuple[int | None, list[str]]:

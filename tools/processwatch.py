@@ -1,5 +1,6 @@
-"""Process plumbing shared by the test servers (tools/moto_server.py, tools/faultproxy.py): exit when the process
-that started us is gone, and make termination signals work even when the starter had them blocked."""
+"""Process plumbing shared by the test servers (tools/moto_server.py, tools/faultproxy.py, tools/credserver.py): exit
+when the process that started us is gone, make termination signals work even when the starter had them blocked, and
+tell the starter which port we listen on."""
 
 from __future__ import annotations
 
@@ -54,3 +55,14 @@ def watch_parent(pid: int, name: str) -> None:
                 os._exit(0)
 
     threading.Thread(target=run, name="parent-watchdog", daemon=True).start()
+
+
+def announce_port(port: int, port_file: str | None) -> None:
+    """Print `LISTENING <port>` (flushed) and, when asked, write the port to `port_file` atomically, so that a
+    starter polling the file never reads half a number."""
+    print(f"LISTENING {port}", flush=True)
+    if port_file:
+        temporary = f"{port_file}.tmp.{os.getpid()}"
+        with open(temporary, "w") as f:
+            f.write(f"{port}\n")
+        os.replace(temporary, port_file)

@@ -1,5 +1,4 @@
 import Foundation
-import Hashing
 
 /// One CloudWatch data point: a metric name, its dimensions, a value (or pre-aggregated statistics), a unit and a
 /// time.
@@ -63,13 +62,9 @@ public final class CloudWatchClient: Sendable {
     /// The region requests are signed for.
     public let region: String
     /// The endpoint (`scheme://host[:port]`).
-    public let endpoint: String
-    private let host: String
+    public var endpoint: String { client.endpoint }
     private let credentials: any CredentialsProvider
-    private let transport: any HTTPTransport
-    private let signer: SigV4Signer
-    private let retryStrategy: RetryStrategy
-    private let requestTimeout: Duration
+    private let client: QueryAPIClient
 
     /// A client for a region.
     ///
@@ -88,28 +83,21 @@ public final class CloudWatchClient: Sendable {
         transport: (any HTTPTransport)? = nil, transportOptions: TransportOptions = TransportOptions(),
         maxAttempts: Int = 3, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws {
-        let resolved = Self.resolveEndpoint(region: region, endpoint: endpoint, environment: environment)
-        let parsed = try S3Configuration(region: region, endpoint: resolved).parsedEndpoint(resolved)
         self.region = region
-        self.endpoint = "\(parsed.scheme)://\(parsed.authority)"
-        self.host = parsed.authority
         self.credentials = credentials
-        self.transport = transport ?? CurlTransport(options: transportOptions)
-        self.signer = SigV4Signer(service: "monitoring", region: region)
-        self.retryStrategy = RetryStrategy(maxAttempts: maxAttempts, maxBackoff: .seconds(5))
-        self.requestTimeout = .seconds(30)
+        self.client = try QueryAPIClient(
+            service: "monitoring", region: region,
+            endpoint: Self.resolveEndpoint(region: region, endpoint: endpoint, environment: environment),
+            apiVersion: Self.apiVersion, transport: transport ?? CurlTransport(options: transportOptions),
+            maxAttempts: maxAttempts)
     }
 
     /// The endpoint the SDKs would use: `endpoint`, else `AWS_ENDPOINT_URL_CLOUDWATCH`, else `AWS_ENDPOINT_URL`, else
     /// `https://monitoring.<region>.amazonaws.com` (`.amazonaws.com.cn` in China regions).
     public static func resolveEndpoint(region: String, endpoint: String?, environment: [String: String]) -> String {
-        func nonEmpty(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }
-        if let explicit = nonEmpty(endpoint) ?? nonEmpty(environment["AWS_ENDPOINT_URL_CLOUDWATCH"])
-            ?? nonEmpty(environment["AWS_ENDPOINT_URL"])
-        {
-            return explicit
-        }
-        return "https://monitoring.\(region).amazonaws.com" + (region.hasPrefix("cn-") ? ".cn" : "")
+        QueryAPIClient.resolveEndpoint(
+            prefix: "monitoring", serviceVariable: "AWS_ENDPOINT_URL_CLOUDWATCH", region: region, explicit: endpoint,
+            environment: environment)
     }
 
     /// Sends data points to a namespace, in as many `PutMetricData` calls as the limits require (1000 points and
@@ -125,7 +113,7 @@ public final class CloudWatchClient: Sendable {
     public func putMetricData(namespace: String, _ data: [MetricDatum]) async throws -> Int {
         let bodies = Self.putMetricDataBodies(namespace: namespace, data)
         for body in bodies {
-            _ = try await call(body: body, action: "PutMetricData")
+            _ = try await client.call(body: body, action: "PutMetricData", credentials: credentials)
         }
         return bodies.count
     }
@@ -133,80 +121,27 @@ public final class CloudWatchClient: Sendable {
     /// The form bodies of the `PutMetricData` calls for these points: each at most `maximumDatumsPerRequest` points
     /// and `maximumRequestBytes` bytes.
     public static func putMetricDataBodies(namespace: String, _ data: [MetricDatum]) -> [String] {
-        let header = formPairs([("Action", "PutMetricData"), ("Version", apiVersion), ("Namespace", namespace)])
+        let header = QueryAPIClient.formPairs([
+            ("Action", "PutMetricData"), ("Version", apiVersion), ("Namespace", namespace),
+        ])
         var bodies: [String] = []
         var current = header
         var count = 0
         for datum in data where datum.isSendable {
-            var encoded = formPairs(datum.queryParameters(member: count + 1))
+            var encoded = QueryAPIClient.formPairs(datum.queryParameters(member: count + 1))
             if count == maximumDatumsPerRequest
                 || (count > 0 && current.utf8.count + 1 + encoded.utf8.count > maximumRequestBytes)
             {
                 bodies.append(current)
                 current = header
                 count = 0
-                encoded = formPairs(datum.queryParameters(member: 1))
+                encoded = QueryAPIClient.formPairs(datum.queryParameters(member: 1))
             }
             current += "&" + encoded
             count += 1
         }
         if count > 0 { bodies.append(current) }
         return bodies
-    }
-
-    static func formPairs(_ pairs: [(String, String)]) -> String {
-        pairs.map { URIEncoding.encode($0.0) + "=" + URIEncoding.encode($0.1) }.joined(separator: "&")
-    }
-
-    /// Sends one Query API call: POST of the form body, signed; retries per the standard strategy.
-    private func call(body: String, action: String) async throws -> XMLNode? {
-        let bytes = Array(body.utf8)
-        let payloadHash = SHA256Hasher.hexDigest(bytes)
-        let headers: [(name: String, value: String)] = [
-            ("Host", host), ("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"),
-        ]
-        var random = SystemRandomNumberGenerator()
-        var attempt = 0
-        var retryCosts = 0
-        while true {
-            attempt += 1
-            try Task.checkCancellation()
-            let signed = signer.sign(
-                SigV4Signer.Request(method: "POST", path: "/", headers: headers), payload: .sha256Hex(payloadHash),
-                credentials: try await credentials.credentials(), date: Date())
-            let request = HTTPRequest(
-                method: "POST", url: endpoint + "/", headers: headers + signed, body: .bytes(bytes),
-                destination: .memory(limit: 1 << 20), timeout: requestTimeout)
-            var failure: S3Error
-            do {
-                let response = try await transport.execute(request)
-                if (200..<300).contains(response.status) {
-                    retryStrategy.recordSuccess(retryCosts: retryCosts)
-                    return try? XMLNode.parse(response.body)
-                }
-                failure = Self.error(in: response, action: action)
-            } catch let error as S3Error {
-                failure = error
-                failure.operation = "\(action) \(endpoint)"
-            }
-            guard let cost = retryStrategy.acquireRetry(after: failure, attempt: attempt) else { throw failure }
-            retryCosts += cost
-            try await Task.sleep(for: retryStrategy.backoff(afterAttempt: attempt, random: &random))
-        }
-    }
-
-    /// CloudWatch's `<ErrorResponse><Error><Code>…</Code><Message>…</Message></Error><RequestId>…` as an error.
-    static func error(in response: HTTPResponse, action: String) -> S3Error {
-        let root = try? XMLNode.parse(response.body)
-        let error = root.flatMap { $0.name == "ErrorResponse" ? $0.child("Error") : ($0.name == "Error" ? $0 : nil) }
-        let code = error?.string("Code") ?? S3Client.statusCode(response.status)
-        return S3Error(
-            status: response.status, code: code,
-            message: error?.string("Message")
-                ?? (response.body.isEmpty
-                    ? "HTTP \(response.status)" : String(decoding: response.body.prefix(200), as: UTF8.self)),
-            requestID: root?.string("RequestId") ?? response.header("x-amzn-requestid"), operation: action,
-            isRetryable: S3Error.isRetryable(status: response.status, code: code))
     }
 }
 

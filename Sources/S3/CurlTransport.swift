@@ -276,11 +276,17 @@ final class CurlEasy: @unchecked Sendable {
 
     deinit { curl_easy_cleanup(handle) }
 
-    /// `NO_PROXY` from the environment plus the loopback names.
+    /// `NO_PROXY` from the environment plus the loopback names and the link-local credential endpoints (EC2
+    /// instance metadata, ECS/EKS container credentials): a proxy must never see a metadata token or the credentials
+    /// those endpoints hand out.
     static let noProxyHosts: String = {
         let environment = ProcessInfo.processInfo.environment
         let configured = environment["NO_PROXY"] ?? environment["no_proxy"] ?? ""
-        return ([configured] + ["localhost", "127.0.0.1", "::1"]).filter { !$0.isEmpty }.joined(separator: ",")
+        let local = [
+            "localhost", "127.0.0.1", "::1", "169.254.169.254", "169.254.170.2", "169.254.170.23", "fd00:ec2::254",
+            "fd00:ec2::23",
+        ]
+        return ([configured] + local).filter { !$0.isEmpty }.joined(separator: ",")
     }()
 
     var errorMessage: String {

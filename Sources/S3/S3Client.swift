@@ -244,7 +244,7 @@ enum FileDigest {
 }
 
 /// RFC 7231 HTTP dates (`Tue, 24 Nov 2026 16:00:00 GMT`), parsed without locale-dependent formatters.
-enum HTTPDate {
+package enum HTTPDate {
     private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
     static func parse(_ text: String) -> Date? {
@@ -268,7 +268,7 @@ enum HTTPDate {
     }
 
     /// Days from 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    static func daysSinceEpoch(year: Int, month: Int, day: Int) -> Int {
+    package static func daysSinceEpoch(year: Int, month: Int, day: Int) -> Int {
         let y = month <= 2 ? year - 1 : year
         let era = (y >= 0 ? y : y - 399) / 400
         let yearOfEra = y - era * 400

@@ -77,8 +77,12 @@ public struct S3Error: Error, Sendable, CustomStringConvertible, Hashable {
     /// Whether S3 asked us to slow down.
     public var isThrottling: Bool { S3Error.throttlingCodes.contains(code) || status == 429 }
 
-    static func credentialsNotFound(_ message: String) -> S3Error {
-        S3Error(status: 0, code: "CredentialsNotFound", message: message, isRetryable: false)
+    package static func credentialsNotFound(_ message: String, operation: String = "") -> S3Error {
+        S3Error(status: 0, code: "CredentialsNotFound", message: message, operation: operation, isRetryable: false)
+    }
+
+    package static func invalidConfiguration(_ message: String, operation: String = "") -> S3Error {
+        S3Error(status: 0, code: "InvalidConfiguration", message: message, operation: operation, isRetryable: false)
     }
 
     static func invalidRequest(_ message: String, operation: String = "") -> S3Error {

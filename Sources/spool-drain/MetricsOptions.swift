@@ -87,8 +87,8 @@ struct MetricsOptions: ParsableArguments {
     }
 
     /// What the reporter does. CloudWatch options are always given, so destinations with `cloudwatchMetrics` are
-    /// published to even without `--cloudwatch-namespace`; credentials come from the environment.
-    func reporterOptions(caBundle: String?) throws -> MetricsReporterOptions {
+    /// published to even without `--cloudwatch-namespace`, with `credentials` (the drainer's credential chain).
+    func reporterOptions(caBundle: String?, credentials: any CredentialsProvider) throws -> MetricsReporterOptions {
         var options = MetricsReporterOptions()
         options.interval = .milliseconds(Int64(metricsInterval * 1000))
         options.prometheusFile = metricsFile
@@ -96,7 +96,6 @@ struct MetricsOptions: ParsableArguments {
         var transportOptions = TransportOptions()
         transportOptions.caBundlePath = caBundle
         let transport = transportOptions
-        let credentials = EnvironmentCredentialsProvider()
         options.cloudWatch = CloudWatchOptions(
             namespace: cloudwatchNamespace, region: cloudwatchRegion,
             dimensions: try staticDimensions().map { MetricDatum.Dimension($0.0, $0.1) },

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CommandLineSupport
+import CredentialChain
 import Dispatch
 import Drain
 import Foundation
@@ -19,9 +20,14 @@ struct SpoolDrain: AsyncParsableCommand {
             period, release the rest, and exit 0); --once drains what is due now and exits; --until-done waits out \
             backoffs and exits when nothing is pending. Several drainers may work on one spool at once.
 
-            Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN. A destination's \
-            region and endpoint come from the spool (what the writer recorded), else --region/--endpoint, else \
-            AWS_REGION/AWS_DEFAULT_REGION and AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL.
+            Credentials come from the AWS credential chain, in the AWS SDKs' order: AWS_ACCESS_KEY_ID/\
+            AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN; the profile (--profile, else AWS_PROFILE, else default) in \
+            ~/.aws/credentials and ~/.aws/config (role_arn with source_profile or credential_source, \
+            web_identity_token_file, credential_process, static keys); AWS_WEB_IDENTITY_TOKEN_FILE with \
+            AWS_ROLE_ARN; ECS/EKS container credentials; EC2 instance metadata (IMDSv2 only unless \
+            --allow-imdsv1). --log-level debug shows which one answered. A destination's region and endpoint come \
+            from the spool (what the writer recorded), else --region/--endpoint, else AWS_REGION/AWS_DEFAULT_REGION \
+            and AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL.
 
             Metrics (docs/METRICS.md): --metrics-file rewrites a Prometheus text file atomically every \
             --metrics-interval and at exit. Destinations whose options enable cloudwatchMetrics, and \
@@ -65,6 +71,12 @@ struct SpoolDrain: AsyncParsableCommand {
     @Option(help: "A PEM file of CA certificates to verify the endpoint's TLS certificate with.")
     var caBundle: String?
 
+    @Option(help: "AWS profile for destinations that recorded none (default: AWS_PROFILE, else default).")
+    var profile: String?
+
+    @Flag(help: "Let EC2 instance credentials fall back to IMDSv1 when IMDSv2 is refused (off: IMDSv2 only).")
+    var allowImdsv1 = false
+
     @Option(help: "json (one object per line) or text.")
     var logFormat: String = "text"
 
@@ -105,11 +117,15 @@ struct SpoolDrain: AsyncParsableCommand {
             options.untilDone = untilDone
             options.retainDelivered = retainDelivered
             options.gracePeriod = .milliseconds(Int64(gracePeriod * 1000))
+            var chainOptions = CredentialChain.Options()
+            chainOptions.allowsIMDSv1 = allowImdsv1
             let resolver = DestinationStores(
-                region: region, endpoint: endpoint, caBundle: caBundle, uploadTimeout: uploadTimeout)
+                region: region, endpoint: endpoint, caBundle: caBundle, uploadTimeout: uploadTimeout,
+                profile: profile, chainOptions: chainOptions, logger: logger)
             let drainer = Drainer(spool: spool, options: options, logger: logger) { try resolver.store(for: $0) }
             let reporter = MetricsReporter(
-                spool: spool, metrics: drainer.metrics, options: try metrics.reporterOptions(caBundle: caBundle),
+                spool: spool, metrics: drainer.metrics,
+                options: try metrics.reporterOptions(caBundle: caBundle, credentials: resolver.defaultCredentials),
                 logger: logger)
             let publishing = Task { await reporter.run() }
             let signals = SignalHandler { drainer.stop() }

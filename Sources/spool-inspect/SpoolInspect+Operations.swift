@@ -86,8 +86,9 @@ extension SpoolInspect {
                 upload. With --fail the resource is marked failed with error 'aborted-by-operator' instead. Refused \
                 while a running drainer holds the resource's lease, unless --force (the drainer then loses its claim).
 
-                Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN. Region and endpoint: what \
-                the spool recorded for the destination, else --region/--endpoint, else the AWS variables.
+                Credentials: the AWS credential chain, as spool-drain (environment, --profile or AWS_PROFILE in the \
+                shared files, web identity, container, EC2 instance metadata). Region and endpoint: what the spool \
+                recorded for the destination, else --region/--endpoint, else the AWS variables.
 
                 Exit status: 0 aborted; 2 no such resource or spool; 65 the resource has no multipart upload in \
                 progress (or is delivered); 75 a live drainer holds it, or the spool is busy; 1 the destination \
@@ -114,12 +115,15 @@ extension SpoolInspect {
         @Option(help: "A PEM file of CA certificates to verify the endpoint's TLS certificate with.")
         var caBundle: String?
 
+        @Option(help: "AWS profile for a destination that recorded none (default: AWS_PROFILE, else default).")
+        var profile: String?
+
         func run() async throws {
             try await runReportingErrors(tool: "spool-inspect") {
                 let spool = try common.openSpool()
                 let plan = try await spool.prepareAbort(id, force: force)
                 let stores = DestinationStores(
-                    region: region, endpoint: endpoint, caBundle: caBundle, uploadTimeout: nil)
+                    region: region, endpoint: endpoint, caBundle: caBundle, uploadTimeout: nil, profile: profile)
                 let store = try stores.store(for: plan.destination)
                 let outcome: String
                 do {

@@ -14,6 +14,7 @@ import Darwin
 //     let proxy = try await LocalS3.shared.faultProxy()       // the shared proxy; proxy.endpoint for the client
 //     try await proxy.configure([FaultProxy.Rule(fault: "reset", nth: [1], method: "PUT")], seed: 1)
 //     let stats = try await proxy.stats()                     // stats.requests, .forwarded, .faults["reset"], .records
+//     let metadata = try await LocalS3.shared.newCredentialServer()   // a local IMDS + container credentials endpoint
 //
 // The shared proxy has one rule set for the whole process: tests that configure it must not run at the same time
 // (put them in one `.serialized` suite), or use `newFaultProxy()` for a proxy of their own. Nothing here talks to
@@ -126,22 +127,40 @@ actor LocalS3 {
     }
 
     private static func startProxy(upstream: Server, name: String) async throws -> FaultProxy {
+        let started = try await startTool(
+            "faultproxy.py", ["--upstream", upstream.endpoint, "--verbose"], name: "faultproxy-\(name)",
+            marker: "faultproxy", in: upstream.directory)
+        return FaultProxy(
+            endpoint: "http://127.0.0.1:\(started.port)", port: started.port, processID: started.processID,
+            logPath: started.logPath)
+    }
+
+    /// A new tools/credserver.py (instance metadata and container credentials endpoints) for this caller alone.
+    /// Ends with the process.
+    func newCredentialServer() async throws -> CredentialServer {
+        let directory = try Self.makeRunDirectory("credserver")
+        let started = try await Self.startTool("credserver.py", [], name: "credserver", marker: "credserver", in: directory)
+        return CredentialServer(endpoint: "http://127.0.0.1:\(started.port)", logPath: started.logPath)
+    }
+
+    /// Starts one of the Python test servers in tools/ (`--port-file` and `--parent-pid` added) and waits for its
+    /// port; its standard error goes to `<directory>/<name>.log`.
+    private static func startTool(
+        _ script: String, _ arguments: [String], name: String, marker: String, in directory: String
+    ) async throws -> (port: Int, processID: Int32, logPath: String) {
         let (root, python) = try tools()
-        let directory = upstream.directory
-        let portFile = directory + "/faultproxy-\(name).port"
-        let logFile = directory + "/faultproxy-\(name).log"
+        let portFile = directory + "/\(name).port"
+        let logFile = directory + "/\(name).log"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [
-            root + "/tools/faultproxy.py", "--upstream", upstream.endpoint, "--port-file", portFile,
-            "--parent-pid", String(getpid()), "--verbose",
-        ]
+        process.arguments =
+            [root + "/tools/" + script] + arguments + ["--port-file", portFile, "--parent-pid", String(getpid())]
         process.environment = environmentWithoutProxies()
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice  // "LISTENING <port>": read from --port-file instead
         process.standardError = try openForWriting(logFile)
         try process.run()
-        registerChild(process.processIdentifier, marker: "faultproxy")
+        registerChild(process.processIdentifier, marker: marker)
         proxyProcesses.withLock { $0.append(process) }
 
         let deadline = ContinuousClock.now + .seconds(20)
@@ -149,18 +168,16 @@ actor LocalS3 {
             if let text = try? String(contentsOfFile: portFile, encoding: .utf8),
                 let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
             {
-                return FaultProxy(
-                    endpoint: "http://127.0.0.1:\(port)", port: port, processID: process.processIdentifier,
-                    logPath: logFile)
+                return (port, process.processIdentifier, logFile)
             }
             if !process.isRunning {
                 let log = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
-                throw LocalS3Error("LocalS3: faultproxy exited with \(process.terminationStatus): \(log)")
+                throw LocalS3Error("LocalS3: \(script) exited with \(process.terminationStatus): \(log)")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
         kill(process.processIdentifier, SIGTERM)
-        throw LocalS3Error("LocalS3: faultproxy did not start listening within 20 s (log: \(logFile))")
+        throw LocalS3Error("LocalS3: \(script) did not start listening within 20 s (log: \(logFile))")
     }
 
     // MARK: Processes
@@ -173,7 +190,7 @@ actor LocalS3 {
         var directories: [String] = []
     }
     private static let cleanup = Mutex(Cleanup())
-    private static let proxyProcesses = Mutex<[Process]>([])  // kept, so that Foundation reaps them when they end
+    private static let proxyProcesses = Mutex<[Process]>([])  // tool servers, kept so that Foundation reaps them
     private static let exitHook: Void = {
         atexit { LocalS3.cleanUpAtExit() }
     }()
@@ -578,6 +595,76 @@ struct FaultProxy: Sendable {
             throw LocalS3Error("FaultProxy: \(method) /__faultproxy/\(path): HTTP \(result.status): \(result.text)")
         }
         return result
+    }
+}
+
+/// tools/credserver.py: a local EC2 instance metadata service and container credentials endpoint (see that file for
+/// the endpoints and settings).
+struct CredentialServer: Sendable {
+    /// `http://127.0.0.1:<port>`: the IMDS endpoint, and the base of the container credentials URL.
+    let endpoint: String
+    let logPath: String
+
+    /// What `GET /__credserver/stats` answers.
+    struct Stats: Decodable, Sendable {
+        let tokenRequests: Int
+        let roleRequests: Int
+        let credentialRequests: Int
+        let containerRequests: Int
+        let unauthorized: Int
+        let failuresInjected: Int
+        /// Access key ids handed out, in order.
+        let handedOut: [String]
+        /// The Authorization header of each container request (nil: none sent).
+        let authorizations: [String?]
+
+        enum CodingKeys: String, CodingKey {
+            case tokenRequests = "token_requests", roleRequests = "role_requests"
+            case credentialRequests = "credential_requests", containerRequests = "container_requests"
+            case unauthorized, failuresInjected = "failures_injected", handedOut = "handed_out", authorizations
+        }
+    }
+
+    /// One set of credentials the server hands out.
+    struct Credentials: Encodable, Sendable {
+        let accessKeyID: String
+        let secretAccessKey: String
+        let token: String
+
+        enum CodingKeys: String, CodingKey {
+            case accessKeyID = "AccessKeyId", secretAccessKey = "SecretAccessKey", token = "Token"
+        }
+    }
+
+    /// Settings to change (nil: leave as is).
+    struct Settings: Encodable, Sendable {
+        var credentials: [Credentials]?
+        var expiresIn: Double?
+        /// "v2", "v1" or "optional".
+        var imds: String?
+        var role: String?
+        var containerPath: String?
+        var authToken: String?
+        var failNext: Int?
+        var failStatus: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case credentials, expiresIn = "expires_in", imds, role, containerPath = "container_path"
+            case authToken = "auth_token", failNext = "fail_next", failStatus = "fail_status"
+        }
+    }
+
+    func configure(_ settings: Settings) async throws {
+        let result = try await LocalS3.httpRequest(
+            "POST", "\(endpoint)/__credserver/config", headers: ["Content-Type": "application/json"],
+            body: Array(try JSONEncoder().encode(settings)), timeout: .seconds(10))
+        guard result.status == 200 else { throw LocalS3Error("credserver config: HTTP \(result.status): \(result.text)") }
+    }
+
+    func stats() async throws -> Stats {
+        let result = try await LocalS3.httpRequest("GET", "\(endpoint)/__credserver/stats", timeout: .seconds(10))
+        guard result.status == 200 else { throw LocalS3Error("credserver stats: HTTP \(result.status)") }
+        return try JSONDecoder().decode(Stats.self, from: Data(result.body))
     }
 }
 
