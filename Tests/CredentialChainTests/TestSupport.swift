@@ -209,11 +209,11 @@ struct MotoIAM {
         return try #require(root.child("CreateRoleResult")?.child("Role")?.string("Arn"))
     }
 
-    /// A new user allowed everything, with `keys` access keys.
-    func createUser(_ name: String, keys: Int) async throws -> [AWSCredentials] {
+    /// A new user allowed `actions` (everything by default), with `keys` access keys.
+    func createUser(_ name: String, keys: Int, actions: [String] = ["*"]) async throws -> [AWSCredentials] {
         _ = try await client.call("CreateUser", [("UserName", name)], credentials: admin)
         let policy: [String: Any] = [
-            "Version": "2012-10-17", "Statement": [["Effect": "Allow", "Action": "*", "Resource": "*"]],
+            "Version": "2012-10-17", "Statement": [["Effect": "Allow", "Action": actions, "Resource": "*"]],
         ]
         _ = try await client.call(
             "PutUserPolicy", [("UserName", name), ("PolicyName", "all"), ("PolicyDocument", Self.json(policy))],
