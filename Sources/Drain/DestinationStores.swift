@@ -13,7 +13,8 @@ import Synchronization
 /// identity, container, EC2 instance metadata), created once and shared by every client, unless a provider is given.
 /// `credentialsProvider(profile:roleARN:)` gives the provider of a named profile and/or a role assumed on top,
 /// cached per pair. A destination's region and endpoint come from the spool, else from `region`/`endpoint`, else
-/// from `AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL_S3` and `AWS_ENDPOINT_URL`.
+/// from `AWS_REGION`, `AWS_DEFAULT_REGION` (else the profile's `region`), `AWS_ENDPOINT_URL_S3` and
+/// `AWS_ENDPOINT_URL`.
 public final class DestinationStores: Sendable {
     private let region: String?
     private let endpoint: String?
@@ -110,14 +111,30 @@ public final class DestinationStores: Sendable {
         case .file:
             return DirectoryObjectStore(root: destination.spec.location)
         case .s3:
+            func nonEmpty(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }
+            let explicitRegion = nonEmpty(destination.spec.region) ?? nonEmpty(region)
+            let environmentRegion = nonEmpty(environment["AWS_REGION"]) ?? nonEmpty(environment["AWS_DEFAULT_REGION"])
             var configuration = try S3Configuration.resolve(
-                region: destination.spec.region.isEmpty ? region : destination.spec.region,
-                endpoint: destination.spec.endpoint.isEmpty ? endpoint : destination.spec.endpoint)
+                region: explicitRegion ?? environmentRegion ?? profileRegion(options.awsProfile),
+                endpoint: destination.spec.endpoint.isEmpty ? endpoint : destination.spec.endpoint,
+                environment: environment)
             configuration.transport.caBundlePath = caBundle
             configuration.allowsInsecureHTTP = options.allowInsecureHTTP
             let client = client(configuration, profile: options.awsProfile, roleARN: options.roleARN)
             return S3ObjectStore(client: client, bucket: destination.spec.location, options: options)
         }
+    }
+
+    /// The `region` of the profile a destination's credentials come from: the last place the AWS SDKs look, after
+    /// the explicit region, `AWS_REGION` and `AWS_DEFAULT_REGION`. Nil when the files do not say (or cannot be read:
+    /// the credential chain reports that itself).
+    private func profileRegion(_ recordedProfile: String?) -> String? {
+        func nonEmpty(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }
+        let name =
+            nonEmpty(recordedProfile) ?? nonEmpty(profile) ?? nonEmpty(environment["AWS_DEFAULT_PROFILE"])
+            ?? nonEmpty(environment["AWS_PROFILE"]) ?? "default"
+        guard let shared = try? SharedConfiguration.load(environment: environment) else { return nil }
+        return nonEmpty(shared.profile(name)?["region"])
     }
 
     /// The shared client of a region, endpoint and credentials.

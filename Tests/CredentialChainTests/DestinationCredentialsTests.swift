@@ -29,9 +29,8 @@ struct DestinationCredentialsTests {
             aws_secret_access_key = \(user.secretAccessKey)
             """)
         try sandbox.config("[profile fetcher]\nregion = \(moto.region)\n")
-        let drainerEnvironment = sandbox.environment([
-            "AWS_ENDPOINT_URL_STS": moto.endpoint, "AWS_REGION": moto.region,
-        ])
+        // No AWS_REGION: the region comes from the profile, as the AWS SDKs do.
+        let drainerEnvironment = sandbox.environment(["AWS_ENDPOINT_URL_STS": moto.endpoint])
         let admin = motoClient(
             moto,
             StaticCredentialsProvider(
@@ -42,7 +41,7 @@ struct DestinationCredentialsTests {
             try await admin.createBucket(bucket)
             var configuration = [
                 "PIPELINE_STORAGE_BUCKET": bucket, "PIPELINE_STORAGE_ENDPOINT": moto.endpoint,
-                "PIPELINE_STORAGE_REGION": moto.region, "PIPELINE_STORAGE_SPOOL_DIRECTORY": sandbox.path + "/spool-\(bucket)",
+                "PIPELINE_STORAGE_SPOOL_DIRECTORY": sandbox.path + "/spool-\(bucket)",
                 "PIPELINE_STORAGE_AWS_PROFILE": "fetcher", "PIPELINE_STORAGE_S3_PUBLIC_ACCESS_BLOCK": "unmanaged",
             ]
             if withRole { configuration["PIPELINE_STORAGE_AWS_ROLE_ARN"] = roleARN }
