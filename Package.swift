@@ -109,7 +109,7 @@ let package = Package(
 
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         // Launches moto_server (SigV4 auth on) and the fault proxy for the integration tests of every module.
-        .target(name: "LocalS3Support", path: "Tests/LocalS3Support"),
+        .target(name: "LocalS3Support", dependencies: ["S3"], path: "Tests/LocalS3Support"),
         .testTarget(name: "S3Tests", dependencies: ["S3", "Hashing", "LocalS3Support"], exclude: ["testdata"]),
         .testTarget(
             name: "CredentialChainTests",
