@@ -8,7 +8,9 @@ public final class BundleWriter: Sendable {
     private let spool: SpoolStore
     private let gate: WriteGate
 
-    init(id: String, spool: SpoolStore) {
+    /// A writer for bundle `id`, already open in `spool` (`SpoolStore.openBundle`): for tools that open bundles on
+    /// the spool directly, as `spool-put` does. Producers use `PipelineStorage.openBundle(_:metadata:)`.
+    public init(id: String, spool: SpoolStore) {
         self.id = id
         self.spool = spool
         gate = WriteGate(bundleID: id)

@@ -58,7 +58,7 @@ public final class UnzipResourcesDecorator<Base: ResourceStorage>: ResourceStora
     ///
     /// - Throws: as the base storage's `openBundle(_:metadata:)`.
     public func openBundle(_ id: String, metadata: [String: String]) async throws -> UnzippingBundle<Base.Bundle> {
-        UnzippingBundle(
+        try UnzippingBundle(
             base: try await base.openBundle(id, metadata: metadata), options: options,
             scratchDirectory: scratchDirectory)
     }
@@ -71,7 +71,15 @@ public final class UnzippingBundle<Base: ResourceBundle>: ResourceBundle {
     private let options: UnzipOptions
     private let scratchDirectory: String
 
-    init(base: Base, options: UnzipOptions, scratchDirectory: String) {
+    /// Wraps one bundle directly (`UnzipResourcesDecorator.openBundle` does this for every bundle it opens).
+    ///
+    /// - Parameters:
+    ///   - base: The bundle expanded resources go to.
+    ///   - options: What is expanded, and the limits.
+    ///   - scratchDirectory: The spool's `tmp/` (`ResourceStorage.scratchDirectory`), for archives in transit.
+    /// - Throws: `SpoolError.invalidConfiguration` when an option is out of range.
+    public init(base: Base, options: UnzipOptions = UnzipOptions(), scratchDirectory: String) throws {
+        try options.validate()
         self.base = base
         self.options = options
         self.scratchDirectory = scratchDirectory
