@@ -123,6 +123,7 @@ extension ResourceStorage {
     ///
     /// - Throws: what `openBundle` and `body` throw, or `SpoolError` from closing. When keeping what was written
     ///   fails after `body` threw, that failure is thrown, with `body`'s error as its `underlying` cause.
+    @discardableResult
     public func withBundle<T>(
         _ id: String, metadata: [String: String] = [:], _ body: (Bundle) async throws -> T
     ) async throws -> T {
