@@ -136,8 +136,9 @@ private let archivesPython = #"""
                 for _ in range(int(sys.argv[3])):
                     target.write(bytes(1 << 20))
         elif command == "zip":
-            # zip OUT SPEC: SPEC is JSON [{"name", "data" (base64), "method": "deflate"|"store", "mode"}]
-            spec = json.loads(sys.argv[3])
+            # zip OUT SPEC: SPEC is a JSON file [{"name", "data" (base64), "method": "deflate"|"store", "mode"}]
+            with open(sys.argv[3]) as f:
+                spec = json.load(f)
             with zipfile.ZipFile(sys.argv[2], "w") as archive:
                 for member in spec:
                     info = zipfile.ZipInfo(member["name"], date_time=(2024, 5, 1, 12, 0, 0))
@@ -253,7 +254,9 @@ struct ZipMemberSpec: Encodable {
 func makeZip(
     _ path: String, _ members: [ZipMemberSpec], in sandbox: Sandbox, replace: (String, String)? = nil
 ) throws {
-    let spec = String(decoding: try JSONEncoder().encode(members), as: UTF8.self)
+    let spec = path + ".json"
+    try JSONEncoder().encode(members).write(to: URL(fileURLWithPath: spec))
+    defer { try? FileManager.default.removeItem(atPath: spec) }
     var arguments = ["zip", path, spec]
     if let replace { arguments += [replace.0, replace.1] }
     try archiveTool(arguments, in: sandbox)
