@@ -127,11 +127,13 @@ let package = Package(
             name: "PipelineStorageTests", dependencies: ["PipelineStorage", "Spool", "Hashing", "SpoolTestSupport"]),
         .testTarget(
             name: "StorageDecoratorsTests",
-            dependencies: ["StorageDecorators", "PipelineStorage", "Spool", "Hashing", "SpoolTestSupport"]),
+            dependencies: [
+                "StorageDecorators", "PipelineStorage", "Spool", "Hashing", "SpoolTestSupport", "LocalS3Support",
+            ]),
         .testTarget(
             name: "CommandLineTests",
             dependencies: [
-                "Spool", "Hashing", "S3", "LocalS3Support", "PipelineStorage", "spool-put", "spool-inspect", "spool-bench", "spool-load",
+                "Spool", "Hashing", "S3", "LocalS3Support", "SpoolTestSupport", "PipelineStorage", "spool-put", "spool-inspect", "spool-bench", "spool-load",
                 "spool-drain",
             ]),
     ]
