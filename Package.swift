@@ -133,7 +133,8 @@ let package = Package(
         .testTarget(
             name: "CommandLineTests",
             dependencies: [
-                "Spool", "Hashing", "S3", "LocalS3Support", "SpoolTestSupport", "PipelineStorage", "spool-put", "spool-inspect", "spool-bench", "spool-load",
+                "Spool", "Hashing", "S3", "LocalS3Support", "SpoolTestSupport", "PipelineStorage", "spool-put",
+                "spool-inspect", "spool-bench", "spool-load",
                 "spool-drain",
             ]),
     ]

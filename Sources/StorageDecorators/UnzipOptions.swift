@@ -43,7 +43,8 @@ public struct UnzipOptions: Sendable, Hashable, Codable {
     public func validate() throws {
         func check(_ option: String, _ value: Int64, atLeast minimum: Int64 = 1) throws {
             guard value < minimum else { return }
-            throw SpoolError(.invalidConfiguration, "UnzipOptions.\(option) is \(value); it must be at least \(minimum)")
+            throw SpoolError(
+                .invalidConfiguration, "UnzipOptions.\(option) is \(value); it must be at least \(minimum)")
         }
         try check("maxExpandedBytes", maxExpandedBytes)
         try check("maxCompressionRatio", Int64(maxCompressionRatio))

@@ -68,7 +68,9 @@ struct ZipMemberChunks: AsyncSequence {
                 ended = step.ended
                 if step.produced > 0 {
                     try account(step.produced)
-                    output.withUnsafeBytes { crc = ZlibInflater.crc32(crc, UnsafeRawBufferPointer(rebasing: $0[..<step.produced])) }
+                    output.withUnsafeBytes {
+                        crc = ZlibInflater.crc32(crc, UnsafeRawBufferPointer(rebasing: $0[..<step.produced]))
+                    }
                     return Array(output[..<step.produced])
                 }
                 if step.consumed == 0 && !step.ended { throw corruption("zlib made no progress on its deflate data") }

@@ -80,7 +80,8 @@ struct DecoratorToolTests {
             try makeZip(directory + "/slip.zip", [("../../x", Array("x".utf8))])
             let common = ["--spool", directory + "/spool", "--directory", directory + "/target", "--bundle", "z"]
             let put = try runTool(
-                "spool-put", common + ["--url", "https://example.com/two.zip", "--unzip", "--json", directory + "/two.zip"])
+                "spool-put",
+                common + ["--url", "https://example.com/two.zip", "--unzip", "--json", directory + "/two.zip"])
             try #require(put.status == 0, "\(put.stderr)")
             let output = try jsonObject(put.stdout)
             let resources = try #require(output["resources"] as? [[String: Any]])
@@ -150,9 +151,11 @@ struct DecoratorToolTests {
             ]
             #expect(
                 keys
-                    == Set(expanded.map(\.0) + [
-                        "decor/expanded/_bundle.json", "decor/packed/000001-bundle.zip", "decor/packed/_bundle.json",
-                    ]))
+                    == Set(
+                        expanded.map(\.0) + [
+                            "decor/expanded/_bundle.json", "decor/packed/000001-bundle.zip",
+                            "decor/packed/_bundle.json",
+                        ]))
             for (key, bytes, contentType) in expanded {
                 let (object, metadata) = try await client.getObjectBytes(bucket: scenario.bucket, key: key)
                 #expect(SHA256Hasher.hexDigest(object) == SHA256Hasher.hexDigest(bytes), "\(key)")

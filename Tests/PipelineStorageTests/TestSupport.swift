@@ -156,9 +156,7 @@ final class Counter: Sendable {
     var value: Int { count.withLock { $0 } }
 }
 
-
 // MARK: Errors
-
 
 /// The resources of a bundle (no manifests), oldest first.
 func resources(of bundleID: String, in storage: PipelineStorage) async throws -> [ResourceRecord] {

@@ -42,7 +42,6 @@ func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws 
     }
 }
 
-
 // MARK: Files
 
 /// The permission bits of `path` (`st_mode & 0o7777`), or nil when it does not exist.
@@ -80,7 +79,6 @@ struct OneChunk: AsyncSequence, Sendable {
 }
 
 // MARK: Errors
-
 
 // MARK: Raw SQLite
 

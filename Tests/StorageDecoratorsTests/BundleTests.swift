@@ -164,14 +164,18 @@ struct BundleTests {
         try await withSandbox { sandbox in
             try makeZip(
                 sandbox.path("site.zip"),
-                [ZipMemberSpec("index.html", Array("<html/>".utf8)), ZipMemberSpec("data/rows.csv", Array("a,b\n".utf8))],
+                [
+                    ZipMemberSpec("index.html", Array("<html/>".utf8)),
+                    ZipMemberSpec("data/rows.csv", Array("a,b\n".utf8)),
+                ],
                 in: sandbox)
             let rows = Array("line\n".utf8) + testBytes(10_000, seed: 13)
             try Data(rows).write(to: URL(fileURLWithPath: sandbox.path("rows.txt")))
             try archiveTool(["gzip", sandbox.path("rows.txt"), sandbox.path("rows.txt.gz")], in: sandbox)
 
             let base = try sandbox.storage()
-            #expect(try createStorageStack(base: base, bundleResources: false, unzipResources: false) is PipelineStorage)
+            #expect(
+                try createStorageStack(base: base, bundleResources: false, unzipResources: false) is PipelineStorage)
             #expect(
                 try createStorageStack(base: base, bundleResources: true, unzipResources: false)
                     is BundleResourcesDecorator<PipelineStorage>)
@@ -206,7 +210,8 @@ struct BundleTests {
                 entries.compactMap { $0["path"] as? String } == [
                     "000001-index.html", "000002-rows.csv", "000003-rows.txt", "000004-plain.txt",
                 ])
-            #expect(entries.compactMap { ($0["metadata"] as? [String: String])?["unzip-source"] } == ["zip", "zip", "gzip"])
+            #expect(
+                entries.compactMap { ($0["metadata"] as? [String: String])?["unzip-source"] } == ["zip", "zip", "gzip"])
             #expect(entries[2]["sha256"] as? String == sha256Hex(rows))
             #expect(entries[3]["status_code"] as? Int == 404)
             #expect(manifest["metadata"] as? [String: String] == ["crawl": "42"])

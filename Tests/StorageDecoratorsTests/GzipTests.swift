@@ -150,8 +150,10 @@ struct GzipTests {
             let bundle = try await storage.openBundle("bomb")
             await expectSpoolError(
                 .archiveLimitExceeded,
-                mentioning: ["gzip resource 'https://example.com/zeros.gz'", "UnzipOptions.maxCompressionRatio",
-                    "likely zip bomb", "nothing of it was stored"]
+                mentioning: [
+                    "gzip resource 'https://example.com/zeros.gz'", "UnzipOptions.maxCompressionRatio",
+                    "likely zip bomb", "nothing of it was stored",
+                ]
             ) {
                 try await bundle.writeResource(
                     url: "https://example.com/zeros.gz", contentType: "application/gzip", statusCode: 200,

@@ -107,7 +107,8 @@ struct ZipTests {
         SlipCase(name: "evilXname.txt", reason: "has a NUL character", patch: (hex("evilXname"), hex("evil\0name"))),
     ]
 
-    @Test("zip-slip members are refused with an error naming the member; nothing of the archive is stored",
+    @Test(
+        "zip-slip members are refused with an error naming the member; nothing of the archive is stored",
         arguments: slipCases)
     func zipSlipRefused(slip: SlipCase) async throws {
         try await withSandbox { sandbox in
@@ -120,8 +121,10 @@ struct ZipTests {
             let shownName = slip.patch == nil ? slip.name : "evil"
             await expectSpoolError(
                 .unsafeArchiveMember,
-                mentioning: [shownName, "'https://example.com/slip.zip'", slip.reason, "zip-slip",
-                    "nothing of the archive was stored"]
+                mentioning: [
+                    shownName, "'https://example.com/slip.zip'", slip.reason, "zip-slip",
+                    "nothing of the archive was stored",
+                ]
             ) {
                 try await bundle.writeResource(
                     url: "https://example.com/slip.zip", contentType: "application/zip", statusCode: 200,
@@ -200,7 +203,8 @@ struct ZipTests {
         case notZip
     }
 
-    @Test("a corrupt zip is stored unchanged with unzip-warning; members stored before the damage stay",
+    @Test(
+        "a corrupt zip is stored unchanged with unzip-warning; members stored before the damage stay",
         .timeLimit(.minutes(1)), arguments: Damage.allCases)
     func corruptZipStoredUnchanged(damage: Damage) async throws {
         try await withSandbox { sandbox in
@@ -275,7 +279,10 @@ struct ZipTests {
                     contentsOf: URL(fileURLWithPath: sandbox.path("outer.zip")))
             }
             let records = try await spooledResources(twice.base.base, bundle: "nested")
-            #expect(records.map(\.url) == ["https://example.com/outer.zip/inner.zip", "https://example.com/outer.zip/note.txt.gz"])
+            #expect(
+                records.map(\.url) == [
+                    "https://example.com/outer.zip/inner.zip", "https://example.com/outer.zip/note.txt.gz",
+                ])
             #expect(records.map(\.contentType) == ["application/zip", "application/gzip"])
             #expect(try await payload(twice.base.base, records[0]) == inner)
             #expect(try await payload(twice.base.base, records[1]) == gz)
@@ -298,7 +305,10 @@ struct ZipTests {
                     statusCode: 200, data: Data(bytes))
             }
             let records = try await spooledResources(storage.base, bundle: "magic")
-            #expect(records.map(\.url) == ["https://example.com/download/word/document.xml", "https://example.com/report.docx"])
+            #expect(
+                records.map(\.url) == [
+                    "https://example.com/download/word/document.xml", "https://example.com/report.docx",
+                ])
         }
     }
 }
@@ -313,7 +323,8 @@ private func patchSizes(
     for (signature, nameOffset, sizeOffset) in headers {
         let start = try #require(headerStart(bytes, signature: signature, nameOffset: nameOffset, member: member))
         for (offset, delta) in [(sizeOffset, compressedDelta), (sizeOffset + 4, uncompressedDelta)] where delta != 0 {
-            let old = Int(bytes[start + offset]) | Int(bytes[start + offset + 1]) << 8
+            let old =
+                Int(bytes[start + offset]) | Int(bytes[start + offset + 1]) << 8
                 | Int(bytes[start + offset + 2]) << 16 | Int(bytes[start + offset + 3]) << 24
             let new = UInt32(old + delta)
             for index in 0..<4 { bytes[start + offset + index] = UInt8(truncatingIfNeeded: new >> (8 * index)) }
