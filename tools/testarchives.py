@@ -57,6 +57,11 @@ def main():
             data = data.replace(bytes.fromhex(sys.argv[4]), bytes.fromhex(sys.argv[5]))
             with open(sys.argv[2], "wb") as f:
                 f.write(data)
+    elif command == "many-zip":
+        # many-zip OUT COUNT: COUNT one-byte members; past 65,535 zipfile writes zip64 end records
+        with zipfile.ZipFile(sys.argv[2], "w") as archive:
+            for index in range(int(sys.argv[3])):
+                archive.writestr("m/%06d.txt" % index, b"x")
     elif command == "overlapping-zip":
         # overlapping-zip OUT: two directory entries pointing at the same member's bytes
         buffer = io.BytesIO()

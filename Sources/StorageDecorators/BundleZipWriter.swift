@@ -75,8 +75,8 @@ final class BundleZipWriter: @unchecked Sendable {
             guard memberCount < maxMembers else {
                 throw SpoolError(
                     .archiveLimitExceeded,
-                    "bundle '\(bundleID)' already packs \(memberCount) resources, the limit (BundleOptions.maxMembers); "
-                        + "write the rest to a new bundle")
+                    "bundle '\(bundleID)' already packs \(memberCount) resources, the limit "
+                        + "(BundleOptions.maxMembers); write the rest to a new bundle")
             }
             let seq = memberCount + 1
             let digits = String(seq)

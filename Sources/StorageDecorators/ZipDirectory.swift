@@ -110,15 +110,15 @@ struct ZipDirectory: Sendable {
         guard entryCount <= UInt64(maxMembers) else {
             throw SpoolError(
                 .archiveLimitExceeded,
-                "zip archive \(Validation.quoted(archive)) has \(entryCount) entries, more than the limit of \(maxMembers) "
-                    + "(UnzipOptions.maxMembers); refused and nothing of it was stored: raise the limit, or write "
-                    + "it without unzipResources")
+                "zip archive \(Validation.quoted(archive)) has \(entryCount) entries, more than the limit of "
+                    + "\(maxMembers) (UnzipOptions.maxMembers); refused and nothing of it was stored: raise the limit, "
+                    + "or write it without unzipResources")
         }
         guard directorySize <= UInt64(maximumDirectoryBytes) else {
             throw SpoolError(
                 .archiveLimitExceeded,
-                "zip archive \(Validation.quoted(archive)) has a central directory of \(directorySize) bytes, more than the "
-                    + "\(maximumDirectoryBytes) read; refused and nothing of it was stored: write it without "
+                "zip archive \(Validation.quoted(archive)) has a central directory of \(directorySize) bytes, more "
+                    + "than the \(maximumDirectoryBytes) read; refused and nothing of it was stored: write it without "
                     + "unzipResources")
         }
         // Bytes before the archive proper (a self-extractor's stub) shift every recorded offset by the same amount.

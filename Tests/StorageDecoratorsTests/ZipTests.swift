@@ -161,6 +161,8 @@ struct ZipTests {
             try makeZip(
                 sandbox.path("many.zip"), (1...5).map { ZipMemberSpec("f\($0).txt", Array("x".utf8)) }, in: sandbox)
             try archiveTool(["overlapping-zip", sandbox.path("overlap.zip")], in: sandbox)
+            // 70,000 entries do not fit the end record's 16-bit count: the count comes from the zip64 end record.
+            try archiveTool(["many-zip", sandbox.path("zip64.zip"), "70000"], in: sandbox)
             let cases: [(file: String, options: UnzipOptions, fragments: [String])] = [
                 ("ratio.zip", UnzipOptions(), ["zip member 'zeros.bin'", "UnzipOptions.maxCompressionRatio"]),
                 (
@@ -168,6 +170,7 @@ struct ZipTests {
                     ["more than 1048576 bytes", "UnzipOptions.maxExpandedBytes"]
                 ),
                 ("many.zip", UnzipOptions(maxMembers: 4), ["has 5 entries", "UnzipOptions.maxMembers"]),
+                ("zip64.zip", UnzipOptions(), ["has 70000 entries", "limit of 10000"]),
                 ("overlap.zip", UnzipOptions(), ["'a.txt' and 'b.txt' share bytes", "zip bomb"]),
             ]
             for (file, options, fragments) in cases {
@@ -190,8 +193,8 @@ struct ZipTests {
         case truncated
         /// A byte flipped in the second member's deflate data.
         case flippedByteInSecondMember
-        /// The second member's compressed size made smaller in both headers: its deflate data ends early. (ZIPFoundation
-        /// 0.9.20's extract spins forever on this on Linux.)
+        /// The second member's compressed size made smaller in both headers: its deflate data ends early.
+        /// (ZIPFoundation 0.9.20's extract spins forever on this on Linux.)
         case shortCompressedSize
         /// The first member's declared size made smaller than what its data expands to.
         case understatedSize
