@@ -48,15 +48,7 @@ final class PayloadFile: @unchecked Sendable {
     /// Appends the bytes, all of them (short writes and EINTR are retried).
     func write(_ buffer: WriteBuffer) async throws {
         try await BlockingIO.run { [self] in
-            var offset = 0
-            while offset < buffer.count {
-                let written = writeBytes(descriptor, buffer.base + offset, buffer.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw SpoolError.io("write the payload file", path: path, call: "write")
-                }
-                offset += written
-            }
+            try buffer.write(to: descriptor, path: path, what: "the payload file")
             bytesWritten += Int64(buffer.count)
             #if os(Linux)
             if bytesWritten - bytesHandedToWriteback >= Self.writebackIntervalBytes {
@@ -159,6 +151,21 @@ final class WriteBuffer: @unchecked Sendable {
     }
 
     func removeAll() { count = 0 }
+
+    /// Writes the buffered bytes to `descriptor`, all of them (short writes and EINTR are retried). Blocking.
+    ///
+    /// - Throws: `SpoolError.io` naming `what` and `path`.
+    func write(to descriptor: Int32, path: String, what: String) throws {
+        var offset = 0
+        while offset < count {
+            let written = writeBytes(descriptor, base + offset, count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw SpoolError.io("write \(what)", path: path, call: "write")
+            }
+            offset += written
+        }
+    }
 
     var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
 }

@@ -107,15 +107,7 @@ package final class ScratchFile: @unchecked Sendable {
 
     /// `flush()` for code already off the cooperative pool.
     package func flushBlocking() throws {
-        var offset = 0
-        while offset < buffer.count {
-            let count = writeBytes(descriptor, buffer.base + offset, buffer.count - offset)
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw SpoolError.io("write the scratch file", path: path, call: "write")
-            }
-            offset += count
-        }
+        try buffer.write(to: descriptor, path: path, what: "the scratch file")
         written += Int64(buffer.count)
         buffer.removeAll()
     }

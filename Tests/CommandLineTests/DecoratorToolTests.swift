@@ -115,25 +115,18 @@ struct DecoratorToolTests {
             let site = URL(fileURLWithPath: directory + "/site.zip")
             let gzipped = URL(fileURLWithPath: directory + "/note.txt.gz")
 
-            // Unzip only: every member its own object.
-            let unzipping = try createStorageStack(base: storage, bundleResources: false, unzipResources: true)
-            try await unzipping.withBundle("expanded", metadata: ["crawl": "e2e"]) { bundle in
-                try await bundle.writeResource(
-                    url: "https://example.com/site.zip", contentType: "application/zip", statusCode: 200,
-                    contentsOf: site)
-                try await bundle.writeResource(
-                    url: "https://example.com/note.txt.gz", contentType: "application/gzip", statusCode: 200,
-                    contentsOf: gzipped)
-            }
-            // The whole stack: the same inputs, expanded, then packed into one bundle.zip.
-            let stack = try createStorageStack(base: storage, bundleResources: true, unzipResources: true)
-            try await stack.withBundle("packed", metadata: ["crawl": "e2e"]) { bundle in
-                try await bundle.writeResource(
-                    url: "https://example.com/site.zip", contentType: "application/zip", statusCode: 200,
-                    contentsOf: site)
-                try await bundle.writeResource(
-                    url: "https://example.com/note.txt.gz", contentType: "application/gzip", statusCode: 200,
-                    contentsOf: gzipped)
+            // The same inputs twice: unzip only (every member its own object), then the whole stack (expanded, then
+            // packed into one bundle.zip).
+            for (bundleID, packs) in [("expanded", false), ("packed", true)] {
+                let stack = try createStorageStack(base: storage, bundleResources: packs, unzipResources: true)
+                try await stack.withBundle(bundleID, metadata: ["crawl": "e2e"]) { bundle in
+                    try await bundle.writeResource(
+                        url: "https://example.com/site.zip", contentType: "application/zip", statusCode: 200,
+                        contentsOf: site)
+                    try await bundle.writeResource(
+                        url: "https://example.com/note.txt.gz", contentType: "application/gzip", statusCode: 200,
+                        contentsOf: gzipped)
+                }
             }
 
             let drain = try runTool(
