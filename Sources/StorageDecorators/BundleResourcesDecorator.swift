@@ -132,7 +132,15 @@ public final class PackingBundle<Base: ResourceBundle>: ResourceBundle {
             state.writer = writer
             return writer
         }
-        return try await task.value
+        do {
+            return try await task.value
+        } catch {
+            // Nothing was packed into a zip that could not be started: the next write starts afresh.
+            state.withLock { state in
+                if state.writer == task { state.writer = nil }
+            }
+            throw error
+        }
     }
 
     private func pack() async throws {

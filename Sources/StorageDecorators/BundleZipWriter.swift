@@ -15,6 +15,9 @@ final class BundleZipWriter: @unchecked Sendable {
     private let manifestFile: ScratchFile
     private var archive: Archive?
     private(set) var memberCount = 0
+    /// Why the zip cannot be trusted any more: a member failed half-way (a full disk, say), and ZIPFoundation does not
+    /// take a half-written member back out.
+    private var damage: SpoolError?
     private let bundleID: String
 
     /// The name of the manifest inside the zip.
@@ -72,6 +75,7 @@ final class BundleZipWriter: @unchecked Sendable {
             guard let archive else {
                 throw SpoolError(.bundleNotOpen, "bundle '\(bundleID)' was already packed; write to a new bundle")
             }
+            if let damage { throw damage }
             guard memberCount < maxMembers else {
                 throw SpoolError(
                     .archiveLimitExceeded,
@@ -87,20 +91,20 @@ final class BundleZipWriter: @unchecked Sendable {
                     compressionMethod: MediaTypes.isCompressed(draft.contentType) ? .none : .deflate,
                     bufferSize: Self.chunkBytes,
                     provider: { position, count in Data(try file.readBlocking(at: position, count: count)) })
-            } catch let error as SpoolError {
-                throw error
             } catch {
-                throw SpoolError(
-                    .io, "could not add '\(path)' to bundle.zip of bundle '\(bundleID)' at '\(zipFile.path)'",
-                    underlying: SendableErrorDescription(error))
+                throw damaged("add '\(path)' to", by: error)
             }
             memberCount = seq
             let entry: [String: Any] = [
                 "seq": seq, "path": path, "url": draft.url, "content_type": draft.contentType,
                 "status_code": draft.statusCode, "metadata": draft.metadata, "size": size, "sha256": sha256,
             ]
-            let bytes = (seq == 1 ? [] : Array(",".utf8)) + Array("\n".utf8) + (try Self.encodeJSON(entry))
-            try bytes.withUnsafeBytes { try manifestFile.appendBlocking($0) }
+            do {
+                let bytes = (seq == 1 ? [] : Array(",".utf8)) + Array("\n".utf8) + (try Self.encodeJSON(entry))
+                try bytes.withUnsafeBytes { try manifestFile.appendBlocking($0) }
+            } catch {
+                throw damaged("record '\(path)' in the manifest of", by: error)
+            }
             return path
         }
     }
@@ -112,19 +116,18 @@ final class BundleZipWriter: @unchecked Sendable {
     func finish() async throws -> ScratchFile {
         try await onQueue { [self] in
             guard let archive else { return zipFile }
-            let closing = #"],"member_count":\#(memberCount)}"# + "\n"
-            try Array(closing.utf8).withUnsafeBytes { try manifestFile.appendBlocking($0) }
-            try manifestFile.flushBlocking()
-            let size = try manifestFile.sizeOnDisk()
+            if let damage { throw damage }
             do {
+                let closing = #"],"member_count":\#(memberCount)}"# + "\n"
+                try Array(closing.utf8).withUnsafeBytes { try manifestFile.appendBlocking($0) }
+                try manifestFile.flushBlocking()
+                let size = try manifestFile.sizeOnDisk()
                 try archive.addEntry(
                     with: Self.manifestName, type: .file, uncompressedSize: size, compressionMethod: .deflate,
                     bufferSize: Self.chunkBytes,
                     provider: { position, count in Data(try manifestFile.readBlocking(at: position, count: count)) })
             } catch {
-                throw SpoolError(
-                    .io, "could not add manifest.json to bundle.zip of bundle '\(bundleID)' at '\(zipFile.path)'",
-                    underlying: SendableErrorDescription(error))
+                throw damaged("add manifest.json to", by: error)
             }
             self.archive = nil  // closes ZIPFoundation's file handle: the zip is complete on disk
             return zipFile
@@ -141,6 +144,18 @@ final class BundleZipWriter: @unchecked Sendable {
         }
         await zipFile.remove()
         await manifestFile.remove()
+    }
+
+    /// Records that the zip can no longer be trusted, and returns the error that says so (on `queue` only).
+    private func damaged(_ what: String, by error: any Error) -> SpoolError {
+        let cause = (error as? SpoolError)?.description ?? String(describing: error)
+        let failure = SpoolError(
+            .io,
+            "could not \(what) bundle.zip of bundle '\(bundleID)' at '\(zipFile.path)' (\(cause)); the zip is "
+                + "unusable: this bundle's \(memberCount) packed resources cannot be spooled, write them again to a "
+                + "new bundle")
+        damage = failure
+        return failure
     }
 
     private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
