@@ -53,7 +53,16 @@ struct BundleTests {
                     }
                     for try await more in group { stored += more }
                 }
+                // The zip and its manifest wait in the spool's tmp/, private, and locked: another process opening
+                // the spool (which removes what crashed writers left there) leaves them alone.
                 #expect(sandbox.scratchFiles.count == 2, "the zip and its manifest: \(sandbox.scratchFiles)")
+                for name in sandbox.scratchFiles {
+                    let attributes = try FileManager.default.attributesOfItem(atPath: sandbox.scratchPath + "/" + name)
+                    #expect((attributes[.posixPermissions] as? Int) == 0o600, "\(name)")
+                }
+                let other = try SpoolStore.open(sandbox.spoolPath)
+                #expect(other.crashLeftoversRemoved == 0)
+                #expect(sandbox.scratchFiles.count == 2)
                 return stored
             }
             #expect(stored.count == written.count)
