@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 //
 // PipelineStorage: producers append to a durable local spool; `spool-drain` delivers it to S3 exactly once.
-// Dependency arrows point one way: executables → PipelineStorage/Drain → Spool and S3 → Hashing → C targets.
+// Dependency arrows point one way: executables → PipelineStorage/Drain → StorageDecorators → Spool and S3 → Hashing
+// → C targets.
 // `PipelineStorage` never imports a networking module: the writer cannot touch the network by construction.
 import PackageDescription
 
@@ -21,6 +22,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", exact: "0.9.20"),
     ],
     targets: [
         // System libraries: a module map and a shim header each, nothing else.
@@ -33,6 +35,10 @@ let package = Package(
         .systemLibrary(
             name: "COpenSSL", pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]),
+        // zlib's streaming inflate for gzip and zip members. Not "CZlib": ZIPFoundation's own zlib module has that name.
+        .systemLibrary(
+            name: "CZlibStream", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
         // CRC32C with the SSE4.2 instruction where the CPU has it: a checksum S3 verifies, computed at disk speed.
         .target(name: "CCRC32C"),
 
@@ -61,8 +67,16 @@ let package = Package(
                 "Spool", "S3", "CredentialChain", "Hashing", .product(name: "Logging", package: "swift-log"),
             ]),
 
-        // The public writer API.
-        .target(name: "PipelineStorage", dependencies: ["Spool"]),
+        // The storage abstraction (ResourceStorage, ResourceBundle) and the decorators over it: unzip resources,
+        // bundle resources into one zip. Writes only to the spool; no networking.
+        .target(
+            name: "StorageDecorators",
+            dependencies: [
+                "Spool", "Hashing", "CZlibStream", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+            ]),
+
+        // The public writer API; re-exports Spool's value types and StorageDecorators.
+        .target(name: "PipelineStorage", dependencies: ["Spool", "StorageDecorators"]),
 
         // Shared by the command-line tools: tables, units, JSON output, common options.
         .target(
@@ -125,9 +139,15 @@ let package = Package(
         .testTarget(
             name: "PipelineStorageTests", dependencies: ["PipelineStorage", "Spool", "Hashing", "SpoolTestSupport"]),
         .testTarget(
+            name: "StorageDecoratorsTests",
+            dependencies: [
+                "StorageDecorators", "PipelineStorage", "Spool", "Hashing", "SpoolTestSupport", "LocalS3Support",
+            ]),
+        .testTarget(
             name: "CommandLineTests",
             dependencies: [
-                "Spool", "Hashing", "S3", "LocalS3Support", "spool-put", "spool-inspect", "spool-bench", "spool-load",
+                "Spool", "Hashing", "S3", "LocalS3Support", "SpoolTestSupport", "PipelineStorage", "spool-put",
+                "spool-inspect", "spool-bench", "spool-load",
                 "spool-drain",
             ]),
     ]

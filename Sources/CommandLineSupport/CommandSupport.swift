@@ -34,8 +34,9 @@ public enum ExitStatus {
     public static let notFound: Int32 = 2
     /// Bad command-line usage (argument-parser's own code).
     public static let usage: Int32 = 64
-    /// Bad input data: an invalid id, URL, metadata, content type, status code or option value, or an operation that
-    /// does not apply to the subject's state (retrying a resource that is not failed).
+    /// Bad input data: an invalid id, URL, metadata, content type, status code or option value, an archive refused
+    /// by `--unzip` (zip-slip, zip bomb), or an operation that does not apply to the subject's state (retrying a
+    /// resource that is not failed).
     public static let invalidInput: Int32 = 65
     /// The spool cannot be created or written, or was made by a newer version.
     public static let cannotCreate: Int32 = 73
@@ -49,7 +50,7 @@ public enum ExitStatus {
         guard let error = error as? SpoolError else { return failure }
         switch error.code {
         case .invalidBundleID, .invalidResourceName, .invalidURL, .invalidMetadata, .invalidContentType,
-            .invalidStatusCode, .invalidConfiguration, .invalidState:
+            .invalidStatusCode, .invalidConfiguration, .invalidState, .unsafeArchiveMember, .archiveLimitExceeded:
             return invalidInput
         case .spoolUnwritable, .schemaTooNew: return cannotCreate
         case .spoolFull, .databaseBusy, .inUse: return temporaryFailure

@@ -39,6 +39,10 @@ public struct ApplicationStorageConfiguration: Sendable {
     public var bundleResources = false
     /// Store gzip resources decompressed and zip resources as one resource per member.
     public var unzipResources = false
+    /// What the unzip decorator expands, and its zip-bomb limits.
+    public var unzipOptions = UnzipOptions()
+    /// How the bundle decorator packs bundles.
+    public var bundleOptions = BundleOptions()
     /// The AWS region of the drainer's calls (STS, CloudWatch) and the bucket's when `region` is not set.
     public var awsRegion: String? = nil
     /// The shared-config profile the drainer resolves credentials from (recorded in `options`).
@@ -157,6 +161,27 @@ public struct ApplicationStorageConfiguration: Sendable {
         Setting("decorators.unzipResources", "Store gzip decompressed, zip as one resource per member (default false).") {
             $0.unzipResources = try $1.bool()
         },
+        Setting("decorators.unzipGzip", "Expand gzip resources (default true, with unzipResources).") {
+            $0.unzipOptions.expandGzip = try $1.bool()
+        },
+        Setting("decorators.unzipZip", "Expand zip resources into one resource per member (default true).") {
+            $0.unzipOptions.expandZip = try $1.bool()
+        },
+        Setting("decorators.unzipMaxExpandedBytes", "Zip-bomb guard: most bytes one archive may expand to (8GiB).") {
+            $0.unzipOptions.maxExpandedBytes = try $1.bytes()
+        },
+        Setting("decorators.unzipMaxCompressionRatio", "Zip-bomb guard: largest expanded/compressed ratio (200).") {
+            $0.unzipOptions.maxCompressionRatio = try $1.integer(in: 1...1_000_000)
+        },
+        Setting("decorators.unzipMaxMembers", "Zip-bomb guard: most members one zip may hold (10000).") {
+            $0.unzipOptions.maxMembers = try $1.integer(in: 1...10_000_000)
+        },
+        Setting("decorators.bundleArchiveName", "Name of the packed archive in each bundle (bundle.zip).") {
+            $0.bundleOptions.archiveName = try $1.string()
+        },
+        Setting("decorators.bundleMaxMembers", "Most resources one packed bundle may hold (10000).") {
+            $0.bundleOptions.maxMembers = try $1.integer(in: 1...10_000_000)
+        },
         Setting("aws.region", "Region of the drainer's AWS calls, and the bucket's when region is unset.") {
             $0.awsRegion = try $1.optionalString()
         },
@@ -266,6 +291,8 @@ public struct ApplicationStorageConfiguration: Sendable {
         if configuration.type == .s3, configuration.bucket != nil { _ = try configuration.resolvedBucket() }
         try configuration.options.validate()
         _ = try configuration.spoolOptions.validated()
+        try configuration.unzipOptions.validate()
+        try configuration.bundleOptions.validate()
         return configuration
     }
 

@@ -1,23 +1,19 @@
 import Foundation
-import Synchronization
+import StorageDecorators
 
 /// An open bundle: write resources into it from any number of tasks, then `close()` it.
 public final class BundleWriter: Sendable {
     /// The bundle id.
     public let id: String
     private let spool: SpoolStore
+    private let gate: WriteGate
 
-    private struct State {
-        var closed = false
-        var writesInFlight = 0
-        var drained: [CheckedContinuation<Void, Never>] = []
-    }
-
-    private let state = Mutex(State())
-
-    init(id: String, spool: SpoolStore) {
+    /// A writer for bundle `id`, already open in `spool` (`SpoolStore.openBundle`): for tools that open bundles on
+    /// the spool directly, as `spool-put` does. Producers use `PipelineStorage.openBundle(_:metadata:)`.
+    public init(id: String, spool: SpoolStore) {
         self.id = id
         self.spool = spool
+        gate = WriteGate(bundleID: id)
     }
 
     /// Writes a resource from an async sequence of byte chunks (`[UInt8]`, `Data`, `ArraySlice<UInt8>`, ...),
@@ -38,12 +34,8 @@ public final class BundleWriter: Sendable {
         url: String, contentType: String, statusCode: Int, metadata: [String: String] = [:], name: String? = nil,
         stream: Chunks
     ) async throws -> SpooledResource where Chunks.Element: ContiguousBytes {
-        try beginWrite()
-        defer { endWrite() }
-        return try await spool.writeResource(
-            bundleID: id,
-            draft: ResourceDraft(
-                url: url, contentType: contentType, statusCode: statusCode, metadata: metadata, name: name),
+        try await write(
+            ResourceDraft(url: url, contentType: contentType, statusCode: statusCode, metadata: metadata, name: name),
             chunks: stream)
     }
 
@@ -55,13 +47,9 @@ public final class BundleWriter: Sendable {
         url: String, contentType: String, statusCode: Int, metadata: [String: String] = [:], name: String? = nil,
         bytes: Bytes
     ) async throws -> SpooledResource where Bytes.Element == UInt8 {
-        try beginWrite()
-        defer { endWrite() }
-        return try await spool.writeResource(
-            bundleID: id,
-            draft: ResourceDraft(
-                url: url, contentType: contentType, statusCode: statusCode, metadata: metadata, name: name),
-            bytes: bytes)
+        try await write(
+            ResourceDraft(url: url, contentType: contentType, statusCode: statusCode, metadata: metadata, name: name),
+            chunks: RechunkedBytes(base: bytes))
     }
 
     /// Writes a resource held in memory.
@@ -92,19 +80,16 @@ public final class BundleWriter: Sendable {
 
     /// Writes a resource from a local file, streamed (never loaded whole).
     ///
-    /// - Throws: as the chunked variant; `SpoolError.io` when the file cannot be read.
+    /// - Throws: as the chunked variant; `SpoolError.invalidConfiguration` for a URL that is not a file URL,
+    ///   `SpoolError.io` when the file cannot be read.
     @discardableResult
     public func writeResource(
         url: String, contentType: String, statusCode: Int, metadata: [String: String] = [:], name: String? = nil,
         contentsOf file: URL
     ) async throws -> SpooledResource {
-        guard file.isFileURL else {
-            throw SpoolError(
-                .invalidConfiguration, "'\(file.absoluteString)' is not a file URL; pass URL(fileURLWithPath:)")
-        }
-        return try await writeResource(
+        try await writeResource(
             url: url, contentType: contentType, statusCode: statusCode, metadata: metadata, name: name,
-            stream: FileChunks(path: file.path))
+            stream: try FileChunks(fileURL: file))
     }
 
     /// Seals the bundle: waits for writes still in flight, then records that no more resources come, which queues
@@ -112,56 +97,28 @@ public final class BundleWriter: Sendable {
     ///
     /// - Throws: `SpoolError` from the index.
     public func close() async throws {
-        let mustWait = state.withLock { state -> Bool in
-            state.closed = true
-            return state.writesInFlight > 0
-        }
-        if mustWait {
-            await withCheckedContinuation { continuation in
-                let resumeNow = state.withLock { state -> Bool in
-                    if state.writesInFlight == 0 { return true }
-                    state.drained.append(continuation)
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        }
+        await gate.close()
         try await spool.sealBundle(id)
     }
 
-    private func beginWrite() throws {
-        try state.withLock { state in
-            guard !state.closed else {
-                throw SpoolError(
-                    .bundleNotOpen, "bundle '\(id)' was closed by this writer; write to a new bundle instead")
-            }
-            state.writesInFlight += 1
-        }
-    }
-
-    private func endWrite() {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.writesInFlight -= 1
-            guard state.writesInFlight == 0 else { return [] }
-            defer { state.drained.removeAll() }
-            return state.drained
-        }
-        for waiter in waiters { waiter.resume() }
+    private func write<Chunks: AsyncSequence>(_ draft: ResourceDraft, chunks: Chunks) async throws -> SpooledResource
+    where Chunks.Element: ContiguousBytes {
+        try await gate.write { try await spool.writeResource(bundleID: id, draft: draft, chunks: chunks) }
     }
 }
 
-/// One in-memory buffer as a one-element async sequence.
-struct SingleChunk<Chunk: ContiguousBytes & Sendable>: AsyncSequence, Sendable {
-    typealias Element = Chunk
-    let chunk: Chunk
-
-    struct AsyncIterator: AsyncIteratorProtocol {
-        var chunk: Chunk?
-        mutating func next() async -> Chunk? {
-            defer { chunk = nil }
-            return chunk
-        }
+extension BundleWriter: ResourceBundle {
+    /// Writes a resource into the spool; the one primitive of `ResourceBundle`.
+    ///
+    /// - Returns: the spooled resource.
+    /// - Throws: as `writeResource(url:contentType:statusCode:metadata:name:stream:)`.
+    public func writeResource<Chunks: AsyncSequence>(
+        _ draft: ResourceDraft, stream: Chunks
+    ) async throws -> [StoredResource] where Chunks.Element: ContiguousBytes {
+        [StoredResource(draft, spooled: try await write(draft, chunks: stream))]
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(chunk: chunk) }
+    /// Nothing to do: every resource written is already durable in the spool, and the bundle stays open until it is
+    /// closed, sealed with `spool-inspect seal`, or discarded.
+    public func leaveOpen() async throws {}
 }

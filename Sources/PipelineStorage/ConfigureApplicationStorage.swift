@@ -24,7 +24,17 @@ extension ApplicationStorageConfiguration {
         return try BucketName.expand(template: bucket, environment: environment)
     }
 
-    /// Opens the storage this configuration describes.
+    /// Opens the storage this configuration describes, with the decorators it switches on
+    /// (`createStorageStack`: archives expanded first, then bundles packed).
+    ///
+    /// - Throws: as `makeStorage()`, and `SpoolError.invalidConfiguration` for decorator options out of range.
+    public func makeStorageStack() throws -> any ResourceStorage {
+        try createStorageStack(
+            base: try makeStorage(), bundleResources: bundleResources, unzipResources: unzipResources,
+            bundleOptions: bundleOptions, unzipOptions: unzipOptions)
+    }
+
+    /// Opens the storage this configuration describes, without decorators.
     ///
     /// - Throws: `SpoolError` with `.invalidConfiguration` (bucket, directory, options), `.spoolUnwritable`,
     ///   `.schemaTooNew`.
@@ -48,13 +58,15 @@ extension ApplicationStorageConfiguration {
     }
 }
 
-/// Builds the application's storage from environment variables over an optional JSON configuration file (SPEC §6):
+/// Builds the application's storage stack from environment variables over an optional JSON configuration file
+/// (SPEC §6):
 /// storage type (`s3` or `file`), environment name and bucket template (`oc-fetcher-{environment}`), prefix, region,
-/// endpoint, spool directory and limits, decorators, the drainer's AWS profile and role, and every delivery and bucket
-/// option. The README lists every key and variable.
+/// endpoint, spool directory and limits, the decorators (unzip, bundle) and their limits, the drainer's AWS profile
+/// and role, and every delivery and bucket option. The README lists every key and variable.
 ///
 ///     // PIPELINE_STORAGE_CONFIG=/etc/fetcher/storage.json PIPELINE_STORAGE_ENVIRONMENT=prod
 ///     let storage = try configureApplicationStorage()
+///     try await storage.withBundle(id) { bundle in try await bundle.writeResource(...) }
 ///
 /// - Parameters:
 ///   - environment: The process environment (or another, for tests).
@@ -63,6 +75,6 @@ extension ApplicationStorageConfiguration {
 ///   `.schemaTooNew` from opening the spool.
 public func configureApplicationStorage(
     environment: [String: String] = ProcessInfo.processInfo.environment, configFile: String? = nil
-) throws -> PipelineStorage {
-    try ApplicationStorageConfiguration.load(environment: environment, configFile: configFile).makeStorage()
+) throws -> any ResourceStorage {
+    try ApplicationStorageConfiguration.load(environment: environment, configFile: configFile).makeStorageStack()
 }

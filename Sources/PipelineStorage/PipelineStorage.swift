@@ -110,24 +110,20 @@ public final class PipelineStorage: Sendable {
         return BundleWriter(id: record.id, spool: spool)
     }
 
-    /// Opens a bundle, runs `body` with it, and seals it when `body` returns. If `body` throws, the bundle stays
-    /// open (resources already written are kept; `spool-inspect` reports it, and it can be continued, sealed or
-    /// discarded) and the error is rethrown.
-    ///
-    /// - Throws: what `openBundle` and `body` throw, or `SpoolError` from sealing.
-    public func withBundle<T>(
-        _ id: String, metadata: [String: String] = [:], _ body: (BundleWriter) async throws -> T
-    ) async throws -> T {
-        let bundle = try await openBundle(id, metadata: metadata)
-        let result = try await body(bundle)
-        try await bundle.close()
-        return result
-    }
-
     private func registeredDestination() async throws -> Int64 {
         if let id = destinationID.withLock({ $0 }) { return id }
         let id = try await spool.registerDestination(destination)
         destinationID.withLock { $0 = id }
         return id
     }
+}
+
+/// `PipelineStorage` is the base of every storage stack: decorators wrap it (`createStorageStack`), and code written
+/// against `ResourceStorage` runs on it unchanged. `withBundle(_:metadata:_:)` comes from `ResourceStorage`: it opens a
+/// bundle, runs the body and seals the bundle when the body returns; if the body throws, the bundle stays open
+/// (resources already written are kept; `spool-inspect` reports it, and it can be continued, sealed or discarded)
+/// and the error is rethrown.
+extension PipelineStorage: ResourceStorage {
+    /// The spool's `tmp/`.
+    public var scratchDirectory: String { spool.layout.temporaryDirectory }
 }

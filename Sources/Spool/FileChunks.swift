@@ -1,3 +1,5 @@
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -24,6 +26,17 @@ public struct FileChunks: AsyncSequence, Sendable {
     public init(path: String, chunkBytes: Int = 1 << 20) {
         source = .path(path)
         self.chunkBytes = chunkBytes
+    }
+
+    /// The chunks of a local file.
+    ///
+    /// - Throws: `SpoolError.invalidConfiguration` when `fileURL` is not a file URL.
+    public init(fileURL: URL, chunkBytes: Int = 1 << 20) throws {
+        guard fileURL.isFileURL else {
+            throw SpoolError(
+                .invalidConfiguration, "'\(fileURL.absoluteString)' is not a file URL; pass URL(fileURLWithPath:)")
+        }
+        self.init(path: fileURL.path, chunkBytes: chunkBytes)
     }
 
     /// The chunks read from an open descriptor (e.g. 0 for standard input); it is not closed.
@@ -96,4 +109,22 @@ public struct FileChunks: AsyncSequence, Sendable {
 
     /// Starts reading.
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(source: source, chunkBytes: chunkBytes) }
+}
+
+/// One in-memory buffer as a one-element async sequence.
+package struct SingleChunk<Chunk: ContiguousBytes & Sendable>: AsyncSequence, Sendable {
+    package typealias Element = Chunk
+    let chunk: Chunk
+
+    package init(chunk: Chunk) { self.chunk = chunk }
+
+    package struct AsyncIterator: AsyncIteratorProtocol {
+        var chunk: Chunk?
+        package mutating func next() async -> Chunk? {
+            defer { chunk = nil }
+            return chunk
+        }
+    }
+
+    package func makeAsyncIterator() -> AsyncIterator { AsyncIterator(chunk: chunk) }
 }

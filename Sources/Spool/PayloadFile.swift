@@ -39,46 +39,16 @@ final class PayloadFile: @unchecked Sendable {
     /// Creates a new locked file in `tmp/`.
     static func create(in layout: SpoolLayout, namePrefix: String) async throws -> PayloadFile {
         try await BlockingIO.run {
-            while true {
-                let name = namePrefix + "-" + randomHex(bytes: 12)
-                let path = layout.temporaryDirectory + "/" + name
-                let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, SpoolLayout.fileMode)
-                if descriptor < 0 {
-                    if errno == EEXIST { continue }
-                    throw SpoolError.io("create the payload file", path: path, call: "open")
-                }
-                guard flock(descriptor, LOCK_EX) == 0 else {
-                    let error = SpoolError.io("lock the payload file", path: path, call: "flock")
-                    close(descriptor)
-                    unlink(path)
-                    throw error
-                }
-                // A cleaner in another process may have locked and unlinked the file between open and flock: make
-                // sure the path still names our file, or start over with a new name.
-                var opened = stat()
-                var named = stat()
-                if fstat(descriptor, &opened) == 0, stat(path, &named) == 0, opened.st_ino == named.st_ino,
-                    opened.st_dev == named.st_dev
-                {
-                    return PayloadFile(descriptor: descriptor, path: path, layout: layout)
-                }
-                close(descriptor)
-            }
+            let (descriptor, path) = try createLockedFile(
+                in: layout.temporaryDirectory, namePrefix: namePrefix, flags: O_WRONLY, what: "the payload file")
+            return PayloadFile(descriptor: descriptor, path: path, layout: layout)
         }
     }
 
     /// Appends the bytes, all of them (short writes and EINTR are retried).
     func write(_ buffer: WriteBuffer) async throws {
         try await BlockingIO.run { [self] in
-            var offset = 0
-            while offset < buffer.count {
-                let written = writeBytes(descriptor, buffer.base + offset, buffer.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw SpoolError.io("write the payload file", path: path, call: "write")
-                }
-                offset += written
-            }
+            try buffer.write(to: descriptor, path: path, what: "the payload file")
             bytesWritten += Int64(buffer.count)
             #if os(Linux)
             if bytesWritten - bytesHandedToWriteback >= Self.writebackIntervalBytes {
@@ -182,6 +152,21 @@ final class WriteBuffer: @unchecked Sendable {
 
     func removeAll() { count = 0 }
 
+    /// Writes the buffered bytes to `descriptor`, all of them (short writes and EINTR are retried). Blocking.
+    ///
+    /// - Throws: `SpoolError.io` naming `what` and `path`.
+    func write(to descriptor: Int32, path: String, what: String) throws {
+        var offset = 0
+        while offset < count {
+            let written = writeBytes(descriptor, base + offset, count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw SpoolError.io("write \(what)", path: path, call: "write")
+            }
+            offset += written
+        }
+    }
+
     var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
 }
 
@@ -208,17 +193,51 @@ final class WriteBufferPool: Sendable {
     }
 }
 
+/// Creates a new file with a random name in `directory` (private mode, never following a link) and takes an exclusive
+/// lock on it, which tells `removeCrashLeftovers` that a live process owns it. Blocking.
+///
+/// - Returns: the open descriptor (`flags` plus create, exclusive, close-on-exec) and the file's path.
+/// - Throws: `SpoolError.io` naming the path.
+func createLockedFile(in directory: String, namePrefix: String, flags: Int32, what: String) throws -> (Int32, String) {
+    while true {
+        let path = directory + "/" + namePrefix + "-" + randomHex(bytes: 12)
+        let descriptor = open(path, flags | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, SpoolLayout.fileMode)
+        if descriptor < 0 {
+            if errno == EEXIST { continue }
+            throw SpoolError.io("create \(what)", path: path, call: "open")
+        }
+        guard flock(descriptor, LOCK_EX) == 0 else {
+            let error = SpoolError.io("lock \(what)", path: path, call: "flock")
+            close(descriptor)
+            unlink(path)
+            throw error
+        }
+        // A cleaner in another process may have locked and unlinked the file between open and flock: make sure the
+        // path still names our file, or start over with a new name.
+        var opened = stat()
+        var named = stat()
+        if fstat(descriptor, &opened) == 0, stat(path, &named) == 0, opened.st_ino == named.st_ino,
+            opened.st_dev == named.st_dev
+        {
+            return (descriptor, path)
+        }
+        close(descriptor)
+    }
+}
+
 /// Runs blocking system calls on Dispatch's threads, off Swift's cooperative pool, and awaits the result.
-enum BlockingIO {
+package enum BlockingIO {
     private static let queue = DispatchQueue(label: "pipeline-storage.blocking-io", attributes: .concurrent)
 
-    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    /// Runs `body` on a Dispatch thread and returns (or throws) what it did.
+    package static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             queue.async { continuation.resume(with: Result { try body() }) }
         }
     }
 
-    static func runIgnoringErrors(_ body: @escaping @Sendable () -> Void) async {
+    /// Runs `body` on a Dispatch thread and waits for it.
+    package static func runIgnoringErrors(_ body: @escaping @Sendable () -> Void) async {
         await withCheckedContinuation { continuation in
             queue.async {
                 body()
@@ -229,7 +248,7 @@ enum BlockingIO {
 }
 
 /// `write(2)`, under a name the methods called `write` do not shadow.
-private func writeBytes(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+func writeBytes(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
     write(descriptor, bytes, count)
 }
 

@@ -59,6 +59,12 @@ public struct SpoolError: Error, Sendable, CustomStringConvertible {
         public static let corrupt: Code = "corrupt"
         /// An operation is not allowed in the current state.
         public static let invalidState: Code = "invalid-state"
+        /// A zip member's path would climb out of the archive or is not a plain file: `..`, an absolute path, a
+        /// backslash, a NUL, a symbolic link (zip-slip). Nothing of the archive was stored (`UnzipResourcesDecorator`).
+        public static let unsafeArchiveMember: Code = "unsafe-archive-member"
+        /// An archive expands past the `UnzipOptions` limits (total expanded bytes, compression ratio, member count,
+        /// overlapping members), or a bundle past `BundleOptions.maxMembers`: a likely zip bomb, refused.
+        public static let archiveLimitExceeded: Code = "archive-limit-exceeded"
     }
 
     /// What kind of failure this is.

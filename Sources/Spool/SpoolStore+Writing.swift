@@ -91,15 +91,17 @@ extension SpoolStore {
 }
 
 /// Groups a byte-at-a-time sequence into 64 KiB chunks.
-struct RechunkedBytes<Base: AsyncSequence>: AsyncSequence where Base.Element == UInt8 {
-    typealias Element = [UInt8]
+package struct RechunkedBytes<Base: AsyncSequence>: AsyncSequence where Base.Element == UInt8 {
+    package typealias Element = [UInt8]
     let base: Base
 
-    struct AsyncIterator: AsyncIteratorProtocol {
+    package init(base: Base) { self.base = base }
+
+    package struct AsyncIterator: AsyncIteratorProtocol {
         var base: Base.AsyncIterator
         var finished = false
 
-        mutating func next() async throws -> [UInt8]? {
+        package mutating func next() async throws -> [UInt8]? {
             guard !finished else { return nil }
             var chunk: [UInt8] = []
             chunk.reserveCapacity(64 << 10)
@@ -114,7 +116,7 @@ struct RechunkedBytes<Base: AsyncSequence>: AsyncSequence where Base.Element == 
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
+    package func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
 }
 
 /// One resource being written: hashes, buffers, spills to a payload file past the inline threshold, commits.

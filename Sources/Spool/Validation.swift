@@ -188,7 +188,7 @@ public enum Validation {
     }
 
     /// Quotes a value for a message, escaping what would garble a terminal and eliding very long values.
-    static func quoted(_ value: String) -> String {
+    package static func quoted(_ value: String) -> String {
         var text = ""
         for scalar in value.unicodeScalars.prefix(120) {
             switch scalar {

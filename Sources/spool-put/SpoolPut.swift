@@ -14,6 +14,10 @@ struct SpoolPut: AsyncParsableCommand {
             needs a destination (--bucket or --directory); later calls for the same bundle reuse it. Add --seal to \
             the last call (or use --seal-only) so that _bundle.json is written after the bundle's resources.
 
+            With --unzip the input is expanded first: gzip is stored decompressed ('.gz' dropped from the URL), a \
+            zip as one resource per member ('{url}/{member}'); a corrupt archive is stored unchanged with an \
+            'unzip-warning' metadata entry; zip-slip members and zip bombs are refused (exit 65).
+
             Exit status: 0 written; 65 invalid input; 73 spool not writable or too new; 75 spool full or busy \
             (retry later); 1 other failure.
             """)
@@ -42,6 +46,9 @@ struct SpoolPut: AsyncParsableCommand {
 
     @Option(help: "Key segment after the sequence number. Default: the URL's last path segment.")
     var name: String?
+
+    @Flag(help: "Expand a gzip or zip input first (see above).")
+    var unzip = false
 
     @Flag(help: "Seal the bundle after writing: no more resources; _bundle.json is delivered after them.")
     var seal = false
@@ -74,8 +81,7 @@ struct SpoolPut: AsyncParsableCommand {
             let bundleID = bundle ?? PipelineStorage.newBundleID()
             if sealOnly {
                 let record = try await spool.sealBundle(bundleID)
-                try report(
-                    PutResult(resource: nil, bundleID: bundleID, sealed: true, resourceCount: record.resourceCount))
+                try report(PutResult(bundleID: bundleID, sealed: true, resourceCount: record.resourceCount))
                 return
             }
             let (destinationID, prefix) = try await resolveDestination(spool: spool, bundleID: bundleID)
@@ -94,10 +100,19 @@ struct SpoolPut: AsyncParsableCommand {
                 }
                 chunks = FileChunks(fileDescriptor: STDIN_FILENO)
             }
-            let resource = try await spool.writeResource(bundleID: bundleID, draft: draft, chunks: chunks)
-            var resourceCount: Int?
-            if seal { resourceCount = try await spool.sealBundle(bundleID).resourceCount }
-            try report(PutResult(resource: resource, bundleID: bundleID, sealed: seal, resourceCount: resourceCount))
+            var result = PutResult(bundleID: bundleID, sealed: seal)
+            if unzip {
+                let bundle = try UnzippingBundle(
+                    base: BundleWriter(id: bundleID, spool: spool), scratchDirectory: spool.layout.temporaryDirectory)
+                let stored = try await bundle.writeResource(draft, stream: chunks)
+                result.resources = stored.compactMap(\.spooled)
+                result.resource = result.resources?.first
+                result.unzipWarning = stored.compactMap { $0.metadata[DecoratorMetadata.unzipWarning] }.first
+            } else {
+                result.resource = try await spool.writeResource(bundleID: bundleID, draft: draft, chunks: chunks)
+            }
+            if seal { result.resourceCount = try await spool.sealBundle(bundleID).resourceCount }
+            try report(result)
         }
     }
 
@@ -119,12 +134,13 @@ struct SpoolPut: AsyncParsableCommand {
             try JSONOutput.print(result)
             return
         }
-        if let resource = result.resource {
+        for resource in result.resources ?? result.resource.map({ [$0] }) ?? [] {
             print(
                 "spooled resource \(resource.id): bundle \(resource.bundleID) seq \(resource.seq), "
                     + "\(Units.bytes(resource.size)), sha256 \(resource.sha256)")
             print("  key \(resource.objectKey)")
         }
+        if let warning = result.unzipWarning { print("  not expanded: \(warning)") }
         if result.sealed {
             print("sealed bundle \(result.bundleID) (\(result.resourceCount ?? 0) resources)")
         }
@@ -133,7 +149,12 @@ struct SpoolPut: AsyncParsableCommand {
 
 /// What spool-put prints with `--json`.
 struct PutResult: Encodable {
+    /// The resource written (the first one with --unzip).
     var resource: SpooledResource?
+    /// With --unzip: every resource written (one per zip member).
+    var resources: [SpooledResource]?
+    /// With --unzip: why the input was stored unchanged.
+    var unzipWarning: String?
     var bundleID: String
     var sealed: Bool
     var resourceCount: Int?

@@ -22,8 +22,15 @@ struct ToolResult {
 func runTool(_ name: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws
     -> ToolResult
 {
+    try runProgram(binDirectory + "/" + name, arguments, stdin: stdin, environment: environment)
+}
+
+/// Runs any program to completion with optional standard input.
+func runProgram(_ path: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:])
+    throws -> ToolResult
+{
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: binDirectory + "/" + name)
+    process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     for (key, value) in environment { env[key] = value }

@@ -45,7 +45,7 @@ struct DestinationCredentialsTests {
                 "PIPELINE_STORAGE_AWS_PROFILE": "fetcher", "PIPELINE_STORAGE_S3_PUBLIC_ACCESS_BLOCK": "unmanaged",
             ]
             if withRole { configuration["PIPELINE_STORAGE_AWS_ROLE_ARN"] = roleARN }
-            let storage = try configureApplicationStorage(environment: configuration)
+            let storage = try #require(try configureApplicationStorage(environment: configuration) as? PipelineStorage)
             try await storage.withBundle("profile-and-role") { bundle in
                 for index in 0..<3 {
                     try await bundle.writeResource(

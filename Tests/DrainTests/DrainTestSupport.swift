@@ -212,21 +212,9 @@ func age(_ path: String, bySeconds seconds: Int) {
 
 // MARK: Bytes
 
-/// A megabyte of fixed pseudo-random bytes that test contents are cut from.
-let randomBlock: [UInt8] = {
-    var state: UInt64 = 0x5EED
-    var bytes = [UInt8]()
-    bytes.reserveCapacity(1 << 20)
-    while bytes.count < 1 << 20 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        withUnsafeBytes(of: z) { bytes.append(contentsOf: $0) }
-    }
-    return bytes
-}()
+/// A megabyte of fixed pseudo-random bytes that test contents are cut from (the same bytes as ever: SplitMix64 from
+/// state 0x5EED).
+let randomBlock = testBytes(1 << 20, seed: 0x5EED &- 0x9E37_79B9_7F4A_7C15)
 
 /// Deterministic content for one resource: 1 MiB chunks rotated by the seed, each stamped with seed and chunk number
 /// (so no two chunks of any two resources are equal). Chunk-wise, so large contents cost a memcpy per MiB.

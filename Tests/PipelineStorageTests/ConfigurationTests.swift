@@ -103,13 +103,15 @@ import Testing
 
     @Test func theStorageRecordsTheOptionsProfileAndRoleForTheDrainer() async throws {
         try await withTemporaryDirectoryAsync { directory in
-            let storage = try configureApplicationStorage(
+            let stack = try configureApplicationStorage(
                 environment: [
                     "PIPELINE_STORAGE_TYPE": "s3", "PIPELINE_STORAGE_BUCKET": "oc-fetcher-{environment}",
                     "PIPELINE_STORAGE_ENVIRONMENT": "test", "PIPELINE_STORAGE_SPOOL_DIRECTORY": directory + "/spool",
                     "PIPELINE_STORAGE_AWS_PROFILE": "fetcher", "PIPELINE_STORAGE_S3_ENCRYPTION": "AES256",
                     "PIPELINE_STORAGE_AWS_REGION": "eu-central-1",
                 ])
+            #expect(stack is PipelineStorage, "no decorator switched on: the storage itself")
+            let storage = try #require(stack as? PipelineStorage)
             try await storage.withBundle("configured") { bundle in
                 try await bundle.writeResource(
                     url: "https://example.com/a", contentType: "text/plain", statusCode: 200, bytes: Array("a".utf8))
@@ -154,6 +156,8 @@ import Testing
         (#"{"s3": {"lifecycleRules": {"transitions": "soon"}}}"#, [:], ["s3.lifecycleRules"]),
         (#"{"s3": {"lifecyclePolicy": "archive-after-30-days", "lifecycleRules": {"expirationDays": 9}}}"#, [:], ["both"]),
         (#"{"bucket": "oc-{env}", "environment": "prod"}"#, [:], ["{env}"]),
+        (#"{"decorators": {"unzipMaxCompressionRatio": 0}}"#, [:], ["decorators.unzipMaxCompressionRatio"]),
+        (#"{"decorators": {"bundleArchiveName": "../x.zip"}}"#, [:], ["../x.zip"]),
         (#"["bucket"]"#, [:], ["one JSON object"]),
         (nil, ["PIPELINE_STORAGE_PREFIX": "a\nb"], ["PIPELINE_STORAGE_PREFIX", "control characters"]),
     ]
@@ -210,6 +214,31 @@ import Testing
                         "PIPELINE_STORAGE_S3_ALLOW_INSECURE_HTTP": allow,
                     ]) { $1 })
             }
+        }
+    }
+
+    @Test func theDecoratorSwitchesBuildTheStack() async throws {
+        try await withTemporaryDirectoryAsync { directory in
+            let base = [
+                "PIPELINE_STORAGE_TYPE": "file", "PIPELINE_STORAGE_DIRECTORY": directory + "/out",
+                "PIPELINE_STORAGE_SPOOL_DIRECTORY": directory + "/spool",
+            ]
+            let configuration = try ApplicationStorageConfiguration.load(
+                environment: base.merging([
+                    "PIPELINE_STORAGE_DECORATORS_UNZIP_RESOURCES": "true",
+                    "PIPELINE_STORAGE_DECORATORS_BUNDLE_RESOURCES": "true",
+                    "PIPELINE_STORAGE_DECORATORS_UNZIP_MAX_EXPANDED_BYTES": "1GiB",
+                    "PIPELINE_STORAGE_DECORATORS_UNZIP_MAX_MEMBERS": "500",
+                    "PIPELINE_STORAGE_DECORATORS_BUNDLE_ARCHIVE_NAME": "pages.zip",
+                ]) { $1 })
+            #expect(configuration.unzipOptions.maxExpandedBytes == 1 << 30)
+            #expect(configuration.unzipOptions.maxMembers == 500)
+            #expect(configuration.bundleOptions.archiveName == "pages.zip")
+            let stack = try configuration.makeStorageStack()
+            #expect(stack is UnzipResourcesDecorator<BundleResourcesDecorator<PipelineStorage>>, "expand, then pack")
+            let unzipOnly = try configureApplicationStorage(
+                environment: base.merging(["PIPELINE_STORAGE_DECORATORS_UNZIP_RESOURCES": "yes"]) { $1 })
+            #expect(unzipOnly is UnzipResourcesDecorator<PipelineStorage>)
         }
     }
 

@@ -79,23 +79,6 @@ func fileExists(_ path: String) -> Bool {
 
 // MARK: Bytes
 
-/// Deterministic pseudo-random bytes (SplitMix64), so a failing case reproduces.
-func testBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var state = seed &+ 0x9E37_79B9_7F4A_7C15
-    var bytes = [UInt8]()
-    bytes.reserveCapacity(count + 8)
-    while bytes.count < count {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        withUnsafeBytes(of: z) { bytes.append(contentsOf: $0) }
-    }
-    bytes.removeSubrange(count...)
-    return bytes
-}
-
 /// `bytes` cut into chunks whose sizes cycle through awkward values (1 byte, primes, just over 64 KiB, ...).
 func oddChunks(_ bytes: [UInt8]) -> [[UInt8]] {
     let sizes = [1, 7, 4093, 65_537, 3, 333_333, 65_535, 1_048_577, 17]
@@ -173,9 +156,7 @@ final class Counter: Sendable {
     var value: Int { count.withLock { $0 } }
 }
 
-
 // MARK: Errors
-
 
 /// The resources of a bundle (no manifests), oldest first.
 func resources(of bundleID: String, in storage: PipelineStorage) async throws -> [ResourceRecord] {

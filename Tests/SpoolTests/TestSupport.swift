@@ -42,7 +42,6 @@ func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws 
     }
 }
 
-
 // MARK: Files
 
 /// The permission bits of `path` (`st_mode & 0o7777`), or nil when it does not exist.
@@ -63,23 +62,6 @@ func directoryEntries(_ path: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
 }
 
-/// Deterministic pseudo-random bytes (SplitMix64), so a failing case reproduces.
-func testBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var state = seed &+ 0x9E37_79B9_7F4A_7C15
-    var bytes = [UInt8]()
-    bytes.reserveCapacity(count + 8)
-    while bytes.count < count {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        withUnsafeBytes(of: z) { bytes.append(contentsOf: $0) }
-    }
-    bytes.removeSubrange(count...)
-    return bytes
-}
-
 /// One in-memory buffer as an async sequence of one chunk.
 struct OneChunk: AsyncSequence, Sendable {
     typealias Element = [UInt8]
@@ -97,7 +79,6 @@ struct OneChunk: AsyncSequence, Sendable {
 }
 
 // MARK: Errors
-
 
 // MARK: Raw SQLite
 
