@@ -302,7 +302,8 @@ struct ResourceDelivery {
             let bytes = try await spool.inlinePayload(id: resource.id)
             let digest = PayloadDigest.compute(bytes)
             guard Int64(bytes.count) == resource.size, digest.sha256 == resource.sha256 else {
-                throw PayloadError.corrupt(resource, actualSize: Int64(bytes.count), actualSHA256: digest.sha256)
+                throw PayloadError.corrupt(
+                    resource, actualSize: Int64(bytes.count), actualDigest: "sha256 \(digest.sha256) vs \(resource.sha256)")
             }
             return PreparedPayload(body: .bytes(bytes), size: resource.size, sha256: resource.sha256, crc32c: digest.crc32c)
         case .file:
@@ -311,12 +312,17 @@ struct ResourceDelivery {
             let multipart = store.supportsMultipart && resource.size >= options.multipartThresholdBytes
             let partSize = multipart ? Self.partSize(size: resource.size, chunk: options.multipartChunkSizeBytes) : nil
             let verified = try await PayloadVerifier.verify(path: path, partSize: partSize)
-            guard verified.size == resource.size, verified.sha256 == resource.sha256 else {
-                throw PayloadError.corrupt(resource, actualSize: verified.size, actualSHA256: verified.sha256)
+            guard verified.size == resource.size, verified.crc32c == resource.crc32c,
+                verified.sha256 == nil || verified.sha256 == resource.sha256
+            else {
+                throw PayloadError.corrupt(
+                    resource, actualSize: verified.size,
+                    actualDigest: verified.sha256.map { "sha256 \($0) vs \(resource.sha256)" }
+                        ?? "crc32c \(String(verified.crc32c, radix: 16)) vs \(String(resource.crc32c, radix: 16))")
             }
             return PreparedPayload(
                 body: .file(path: path, offset: 0, length: verified.size), size: verified.size,
-                sha256: verified.sha256, crc32c: verified.crc32c, parts: verified.parts)
+                sha256: resource.sha256, crc32c: verified.crc32c, parts: verified.parts)
         case .pending, .removed:
             throw PayloadError.missing(resource, path: "(payload \(resource.payloadStorage.rawValue))")
         }
@@ -368,12 +374,12 @@ struct PayloadError: Error {
     var code: String
     var message: String
 
-    static func corrupt(_ resource: ResourceRecord, actualSize: Int64, actualSHA256: String) -> PayloadError {
+    static func corrupt(_ resource: ResourceRecord, actualSize: Int64, actualDigest: String) -> PayloadError {
         PayloadError(
             code: "corrupt-payload",
             message: "the spooled payload of resource \(resource.id) no longer matches what was written (size "
-                + "\(actualSize) vs \(resource.size), sha256 \(actualSHA256) vs \(resource.sha256)); it was not "
-                + "uploaded. Check the disk, then write the resource again")
+                + "\(actualSize) vs \(resource.size), \(actualDigest)); it was not uploaded. Check the disk, then "
+                + "write the resource again")
     }
 
     static func missing(_ resource: ResourceRecord, path: String) -> PayloadError {
@@ -393,14 +399,18 @@ struct PartPlan: Sendable {
     var crc32c: UInt32
 }
 
-/// Reads a payload file once: the whole file's SHA-256 and CRC32C, and per part (when a part size is given) the
-/// part's SHA-256 and CRC32C, so no part is read twice before it is sent.
+/// Reads a payload file once: the whole file's CRC32C and, per part (when a part size is given), the part's SHA-256
+/// and CRC32C, so no part is read twice before it is sent. The whole file's SHA-256 only for a single PUT, where it
+/// is the payload hash that is signed: a multipart payload is checked against the writer's CRC32C and size instead,
+/// so that every byte is SHA-256-hashed once, not twice (the top CPU cost of draining large objects). CRC32C catches
+/// what a disk does to a file — flipped bits, torn or zeroed blocks — and S3 checks each part's checksums on arrival.
 enum PayloadVerifier {
     private static let queue = DispatchQueue(label: "pipeline-storage.payload-verify", attributes: .concurrent)
 
     struct Result: Sendable {
         var size: Int64
-        var sha256: String
+        /// The whole file's SHA-256; nil for multipart plans.
+        var sha256: String?
         var crc32c: UInt32
         var parts: [PartPlan]?
     }
@@ -448,7 +458,7 @@ enum PayloadVerifier {
             if got == 0 { break }
             buffer.withUnsafeBytes { raw in
                 let chunk = UnsafeRawBufferPointer(rebasing: raw.prefix(got))
-                whole.update(chunk)
+                if partSize == nil { whole.update(chunk) }
                 wholeCRC.update(chunk)
                 if partSize != nil {
                     partHasher.update(chunk)
@@ -460,7 +470,7 @@ enum PayloadVerifier {
         }
         if partSize != nil && (position > partStart || parts.isEmpty) { closePart() }
         return Result(
-            size: position, sha256: whole.finalize().hexString, crc32c: wholeCRC.value,
+            size: position, sha256: partSize == nil ? whole.finalize().hexString : nil, crc32c: wholeCRC.value,
             parts: partSize == nil ? nil : parts)
     }
 }
