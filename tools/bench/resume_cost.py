@@ -95,7 +95,14 @@ def main() -> int:
             time.sleep(0.01)
         first.send_signal(signal.SIGKILL)
         first.wait()
+        # What the killed process had in its socket buffers still reaches the proxy: count it before the reset.
         before = proxy_stats(proxy_endpoint)
+        while True:
+            time.sleep(0.5)
+            settled = proxy_stats(proxy_endpoint)
+            if settled["request_body_bytes"] == before["request_body_bytes"]:
+                break
+            before = settled
         acknowledged = {
             int(match.group(1)) for record in before["records"]
             if record["method"] == "PUT" and record["status"] == 200
