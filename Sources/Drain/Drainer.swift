@@ -8,7 +8,8 @@ import Synchronization
 public struct DrainOptions: Sendable {
     /// Resources delivered at once (and the bound on concurrent transfers: objects and parts).
     public var concurrency = 8
-    /// How long a claim is leased; renewed every third of it while the delivery runs.
+    /// How long a claim is leased (at most `SpoolStore.maximumLeaseDuration`); renewed every third of it, timed by
+    /// the monotonic clock, while the delivery runs.
     public var leaseDuration: Duration = .seconds(60)
     /// How often to look for due work when nothing wakes the drainer sooner.
     public var pollInterval: Duration = .milliseconds(500)
@@ -130,7 +131,7 @@ public final class Drainer: Sendable {
                 do {
                     let claims = try await spool.claimDue(
                         owner: owner, limit: free, leaseDuration: options.leaseDuration,
-                        pausedRecheck: options.pausedRecheck)
+                        pausedRecheck: options.pausedRecheck, maximumBackoff: options.maximumRetryDelay)
                     claimed = claims.count
                     for claim in claims { start(claim) }
                 } catch {

@@ -463,12 +463,14 @@ enum PayloadVerifier {
     }
 }
 
-/// Per-resource backoff: exponential with full jitter between `retryDelay` and a cap.
+/// Per-resource backoff: exponential with full jitter between `retryDelay` and a cap. Never beyond the cap (a larger
+/// `retryDelay` is cut to it): claims treat a backoff further ahead than the cap as stamped before the clock stepped
+/// back.
 enum Backoff {
     static func delay(afterAttempt attempt: Int, options: StorageOptions, cap: Duration) -> Duration {
-        let base = max(0.001, options.retryDelaySeconds)
-        guard options.exponentialBackoff else { return .milliseconds(Int64(base * 1000)) }
         let capSeconds = Double(cap.components.seconds) + Double(cap.components.attoseconds) / 1e18
+        let base = min(max(0.001, options.retryDelaySeconds), max(0.001, capSeconds))
+        guard options.exponentialBackoff else { return .milliseconds(Int64(base * 1000)) }
         let ceiling = min(base * pow(2, Double(min(attempt, 40))), capSeconds)
         let seconds = Double.random(in: base...max(base, ceiling))
         return .milliseconds(Int64(seconds * 1000))

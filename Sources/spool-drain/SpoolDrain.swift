@@ -44,7 +44,7 @@ struct SpoolDrain: AsyncParsableCommand {
     @Option(help: "Resources (and transfers) in flight at once.")
     var concurrency = 8
 
-    @Option(help: "Lease length in seconds; renewed every third of it while an upload runs.")
+    @Option(help: "Lease length in seconds (5...3600); renewed every third of it while an upload runs.")
     var leaseSeconds: Double = 60
 
     @Option(help: "Bound on one object's upload, in seconds (default: the destination's uploadTimeout, 900).")
@@ -78,7 +78,9 @@ struct SpoolDrain: AsyncParsableCommand {
 
     func validate() throws {
         guard concurrency >= 1 && concurrency <= 256 else { throw ValidationError("--concurrency must be 1...256") }
-        guard leaseSeconds >= 5 else { throw ValidationError("--lease-seconds must be at least 5") }
+        guard leaseSeconds >= 5 && leaseSeconds <= 3600 else {
+            throw ValidationError("--lease-seconds must be 5...3600")
+        }
         guard StandardErrorLogHandler.Format(rawValue: logFormat) != nil else {
             throw ValidationError("--log-format must be json or text")
         }

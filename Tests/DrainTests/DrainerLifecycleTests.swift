@@ -177,6 +177,7 @@ struct DrainerLifecycleTests {
             var options = testDrainOptions(untilDone: false)
             options.once = true
             options.retainDelivered = true
+            options.maximumRetryDelay = .seconds(60)
             let start = ContinuousClock.now
             let progress = try await drain(
                 storage.spool, options: options,
