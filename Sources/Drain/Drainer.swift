@@ -123,19 +123,26 @@ public final class Drainer: Sendable {
         await sweepOrphans()
         var lastRenewal = ContinuousClock.now
         var lastSweep = ContinuousClock.now
+        var headroomReleasedAt: ContinuousClock.Instant?
         let renewEvery = options.leaseDuration / 3
         while !state.withLock({ $0.stopping }) {
             let free = options.concurrency - state.withLock { $0.inFlight.count }
             var claimed = 0
             if free > 0 {
                 do {
-                    let claims = try await spool.claimDue(
-                        owner: owner, limit: free, leaseDuration: options.leaseDuration,
-                        pausedRecheck: options.pausedRecheck, maximumBackoff: options.maximumRetryDelay)
+                    let claims = try await claimDue(limit: free, headroomReleasedAt: &headroomReleasedAt)
                     claimed = claims.count
                     for claim in claims { start(claim) }
                 } catch {
                     logger.error("claim failed", metadata: ["error": "\(error)"])
+                }
+            }
+            if let released = headroomReleasedAt, ContinuousClock.now - released >= Self.headroomRestoreInterval {
+                if await spool.ensureHeadroom() {
+                    headroomReleasedAt = nil
+                    logger.info("spool headroom restored")
+                } else {
+                    headroomReleasedAt = ContinuousClock.now
                 }
             }
             if claimed == 0, state.withLock({ $0.inFlight.isEmpty }) {
@@ -155,7 +162,33 @@ public final class Drainer: Sendable {
             }
         }
         await finishInFlight()
+        if headroomReleasedAt != nil, await spool.ensureHeadroom() { logger.info("spool headroom restored") }
         return progress
+    }
+
+    /// How often a drainer that released the spool's headroom tries to make it again.
+    static let headroomRestoreInterval: Duration = .seconds(5)
+
+    /// Claims due work. On a full disk (the claim could not commit) it releases the spool's headroom, so that this
+    /// commit and the deliveries' records fit while delivered payloads are removed, and tries once more.
+    private func claimDue(limit: Int, headroomReleasedAt: inout ContinuousClock.Instant?) async throws
+        -> [DeliveryClaim]
+    {
+        let claim = { [self] in
+            try await spool.claimDue(
+                owner: owner, limit: limit, leaseDuration: options.leaseDuration,
+                pausedRecheck: options.pausedRecheck, maximumBackoff: options.maximumRetryDelay)
+        }
+        do {
+            return try await claim()
+        } catch let error as SpoolError where error.code == .spoolFull {
+            guard await spool.releaseHeadroom() else { throw error }
+            headroomReleasedAt = ContinuousClock.now
+            logger.warning(
+                "disk full; spool headroom released so that deliveries can free space",
+                metadata: ["bytes": "\(SpoolLayout.headroomBytes)"])
+            return try await claim()
+        }
     }
 
     private func nothingLeft() async throws -> Bool {
