@@ -27,7 +27,7 @@ public struct DrainOptions: Sendable {
     public var orphanFileMinimumAge: Duration = .seconds(600)
     /// How often orphan files and uploads are swept.
     public var orphanSweepInterval: Duration = .seconds(600)
-    /// The longest per-resource backoff.
+    /// The longest per-resource backoff (at most `SpoolStore.maximumBackoff`).
     public var maximumRetryDelay: Duration = .seconds(900)
 
     /// Default options.
@@ -117,7 +117,8 @@ public final class Drainer: Sendable {
 
     /// Runs until stopped (or, with `once`/`untilDone`, until the work is done).
     ///
-    /// - Throws: `SpoolError` when the spool cannot be read at all.
+    /// - Throws: `SpoolError` when the spool cannot be read at all: `.corrupt` when the index is damaged (after the
+    ///   deliveries in flight have finished).
     public func run() async throws -> DrainProgress {
         try await spool.recheckPausedDestinations()
         await sweepOrphans()
@@ -133,6 +134,12 @@ public final class Drainer: Sendable {
                     let claims = try await claimDue(limit: free, headroomReleasedAt: &headroomReleasedAt)
                     claimed = claims.count
                     for claim in claims { start(claim) }
+                } catch let error as SpoolError where error.code == .corrupt {
+                    // A damaged index does not heal: claiming again every poll would only repeat this. Let the
+                    // deliveries in flight finish, then stop with the error (spool-drain exits 76).
+                    logger.critical("spool index damaged; stopping", metadata: ["error": "\(error)"])
+                    await finishInFlight()
+                    throw error
                 } catch {
                     logger.error("claim failed", metadata: ["error": "\(error)"])
                 }
@@ -166,6 +173,10 @@ public final class Drainer: Sendable {
         return progress
     }
 
+    /// More unreferenced payload files than this at once are not removed by the orphan sweep: crashed writers leave a
+    /// few, so that many means the index lost rows, and the files are the only copy of those resources.
+    public static let orphanFileRemovalLimit = 100
+
     /// How often a drainer that released the spool's headroom tries to make it again.
     static let headroomRestoreInterval: Duration = .seconds(5)
 
@@ -176,8 +187,7 @@ public final class Drainer: Sendable {
     {
         let claim = { [self] in
             try await spool.claimDue(
-                owner: owner, limit: limit, leaseDuration: options.leaseDuration,
-                pausedRecheck: options.pausedRecheck, maximumBackoff: options.maximumRetryDelay)
+                owner: owner, limit: limit, leaseDuration: options.leaseDuration, pausedRecheck: options.pausedRecheck)
         }
         do {
             return try await claim()
@@ -287,7 +297,13 @@ public final class Drainer: Sendable {
     private func sweepOrphans() async {
         do {
             let files = try await spool.orphanPayloadFiles(minimumAge: options.orphanFileMinimumAge)
-            if !files.isEmpty {
+            if files.count > Self.orphanFileRemovalLimit {
+                // Crashed writers leave a few; this many means the index lost rows (a damaged or truncated WAL,
+                // a restored backup), and these files are the only copy of those resources.
+                logger.error(
+                    "many payload files no resource refers to; kept (the index may have lost rows)",
+                    metadata: ["count": "\(files.count)", "see": "spool-inspect verify"])
+            } else if !files.isEmpty {
                 await spool.removePayloadFiles(files)
                 state.withLock { $0.progress.orphanFilesRemoved += files.count }
                 metrics.orphanFilesRemoved(files.count)

@@ -190,8 +190,9 @@ final class SQLiteConnection {
         case SQLITE_CORRUPT, SQLITE_NOTADB:
             return SpoolError(
                 .corrupt,
-                "the spool index '\(path)' is damaged: \(message); run 'spool-inspect verify' and restore or move the "
-                    + "spool aside", underlying: cause)
+                "the spool index '\(path)' is damaged (\(message)); stop writers and drainers, keep a copy of the "
+                    + "spool directory and restore spool.db from a backup ('spool-inspect verify' reports what an index "
+                    + "that still opens holds; payload files under data/ are separate)", underlying: cause)
         case SQLITE_FULL:
             return SpoolError(
                 .spoolFull, "the disk holding the spool index '\(path)' is full; free space and retry",

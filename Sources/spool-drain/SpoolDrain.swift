@@ -30,7 +30,8 @@ struct SpoolDrain: AsyncParsableCommand {
             --emf-file write Embedded Metric Format lines instead. Metrics failures are logged, never fatal.
 
             Exit status: 0 success (resources that failed are kept in the spool: see spool-inspect); 1 failure; \
-            73 spool not writable or too new; 2 no spool at the path.
+            2 no spool at the path; 73 spool not writable or too new; 75 the index stayed locked; 76 the spool \
+            index is damaged (a damaged payload only fails its resource: delivery goes on).
             """)
 
     @OptionGroup var spoolDirectory: SpoolDirectoryOptions

@@ -86,23 +86,36 @@ struct DrainScenario {
     func manifestKey(_ bundle: String) -> String { prefix + bundle + "/_bundle.json" }
 }
 
-/// A tool running as a child process, standard error (the log) into a file. Waiting never blocks a thread.
+/// A tool running as a child process, standard error (the log) into a file, standard output into another one or
+/// nowhere. Waiting never blocks a thread.
 final class ChildProcess {
     let process = Process()
     let logPath: String
+    let outputPath: String?
     let startedAt = ContinuousClock.now
 
-    init(tool: String, arguments: [String], environment: [String: String], logPath: String) throws {
+    init(
+        tool: String, arguments: [String], environment: [String: String], logPath: String, outputPath: String? = nil
+    ) throws {
         self.logPath = logPath
+        self.outputPath = outputPath
         process.executableURL = URL(fileURLWithPath: binDirectory + "/" + tool)
         process.arguments = arguments
         process.environment = environment
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
+        if let outputPath {
+            _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        } else {
+            process.standardOutput = FileHandle.nullDevice
+        }
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         try process.run()
     }
+
+    /// What it wrote to standard output so far (empty when it was not kept).
+    var output: String { outputPath.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? "" }
 
     var pid: Int32 { process.processIdentifier }
     var isRunning: Bool { process.isRunning }

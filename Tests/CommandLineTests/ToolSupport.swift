@@ -18,12 +18,12 @@ struct ToolResult {
     var stderr: String
 }
 
-/// Runs a built tool to completion with optional standard input.
+/// Runs a built tool (or, given an absolute path, any program) to completion with optional standard input.
 func runTool(_ name: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws
     -> ToolResult
 {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: binDirectory + "/" + name)
+    process.executableURL = URL(fileURLWithPath: name.hasPrefix("/") ? name : binDirectory + "/" + name)
     process.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     for (key, value) in environment { env[key] = value }

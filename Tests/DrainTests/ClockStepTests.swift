@@ -31,10 +31,9 @@ struct ClockStepTests {
                 }
                 return spooled
             }
-            let backoff: Duration = .seconds(900)
 
             // A drainer on another host claims one and dies; another claims one and schedules a 10-minute backoff;
-            // the third stays pending.
+            // the third stays pending. A day back, all three times lie beyond any lease or backoff this spool gives.
             let remote = try #require(
                 try await spool.claimDue(owner: "elsewhere.example/1/x", limit: 1, leaseDuration: .seconds(60)).first)
             let retried = try #require(try await spool.claimDue(owner: "a", limit: 1, leaseDuration: .seconds(60)).first)
@@ -42,8 +41,7 @@ struct ClockStepTests {
                 id: retried.resource.id, token: retried.token, code: "SlowDown", message: "m", delay: .seconds(600))
 
             clock.advance(by: -86_400_000)
-            let claims = try await spool.claimDue(
-                owner: "b", limit: 10, leaseDuration: .seconds(60), maximumBackoff: backoff)
+            let claims = try await spool.claimDue(owner: "b", limit: 10, leaseDuration: .seconds(60))
             #expect(Set(claims.map(\.resource.id)) == Set(spooled.map(\.id)), "all three are due after the step back")
             #expect(claims.first { $0.resource.id == remote.resource.id }?.reclaimedFrom == "elsewhere.example/1/x")
             #expect(claims.allSatisfy { $0.token > retried.token })
@@ -64,12 +62,11 @@ struct ClockStepTests {
                 id: manifest.resource.id, token: manifest.token, code: "SlowDown", message: "m", delay: .seconds(60))
             clock.advance(by: -600_000)
             #expect(
-                try await spool.claimDue(owner: "c", limit: 1, leaseDuration: .seconds(60), maximumBackoff: backoff)
-                    .isEmpty, "a 10-minute step back with a 1-minute backoff: 11 minutes to wait, within the bound")
+                try await spool.claimDue(owner: "c", limit: 1, leaseDuration: .seconds(60)).isEmpty,
+                "a 10-minute step back with a 1-minute backoff: 11 minutes to wait, within the bound")
             clock.advance(by: 661_000)
             let again = try #require(
-                try await spool.claimDue(owner: "c", limit: 1, leaseDuration: .seconds(60), maximumBackoff: backoff)
-                    .first)
+                try await spool.claimDue(owner: "c", limit: 1, leaseDuration: .seconds(60)).first)
             try await spool.recordDelivered(
                 id: again.resource.id, token: again.token, etag: "m", versionID: nil, retainPayload: false)
             #expect(try await spool.bundle("stepped")?.state == .delivered)
