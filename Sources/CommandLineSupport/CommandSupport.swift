@@ -46,10 +46,12 @@ public enum ExitStatus {
 
     /// The exit status for an error.
     public static func forError(_ error: any Error) -> Int32 {
+        // An option found wrong once the command runs (a malformed key=value, say) is still a usage error.
+        if error is ValidationError { return usage }
         guard let error = error as? SpoolError else { return failure }
         switch error.code {
         case .invalidBundleID, .invalidResourceName, .invalidURL, .invalidMetadata, .invalidContentType,
-            .invalidStatusCode, .invalidConfiguration, .invalidState:
+            .invalidStatusCode, .invalidConfiguration, .invalidState, .bundleConflict, .bundleNotOpen:
             return invalidInput
         case .spoolUnwritable, .schemaTooNew: return cannotCreate
         case .spoolFull, .databaseBusy, .inUse: return temporaryFailure

@@ -115,7 +115,8 @@ extension SpoolError {
         default: hint = ""
         }
         return SpoolError(
-            code == ENOSPC || code == EDQUOT ? .spoolFull : .io, "could not \(what) '\(path)'\(hint)",
+            code == ENOSPC || code == EDQUOT ? .spoolFull : .io,
+            "could not \(what) '\(path)' (\(String(cString: strerror(code))))\(hint)",
             underlying: SystemCallError(call: call, errno: code))
     }
 }

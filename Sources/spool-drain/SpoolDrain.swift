@@ -89,6 +89,9 @@ struct SpoolDrain: AsyncParsableCommand {
             throw ValidationError("--log-level '\(logLevel)' is not a level: trace, debug, info, notice, warning, error")
         }
         if once && untilDone { throw ValidationError("give --once or --until-done, not both") }
+        if let caBundle, !FileManager.default.isReadableFile(atPath: caBundle) {
+            throw ValidationError("--ca-bundle '\(caBundle)' is not a readable file of PEM certificates")
+        }
         try metrics.validate()
     }
 
