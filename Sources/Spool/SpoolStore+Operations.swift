@@ -190,7 +190,7 @@ public struct PurgeResult: Sendable, Codable, Hashable {
 /// One thing `verify` found wrong.
 public struct VerifyProblem: Sendable, Codable, Hashable {
     /// `index-integrity`, `foreign-key`, `payload-missing`, `corrupt-payload`, `orphan-file`, `orphan-inline`,
-    /// `orphan-upload`.
+    /// `orphan-upload`, `spool-full` (the check could not be recorded).
     public var kind: String
     /// The resource concerned.
     public var resourceID: Int64?
@@ -1065,7 +1065,7 @@ extension SpoolStore {
         let (resourcesChecked, hashedBytes) = (checked, bytesChecked)
         let recorded = report
         let integrityOK = integrity == ["ok"]
-        try await checking("recording the check in the audit trail") {
+        do {
             try await database.run { connection in
                 try connection.transaction {
                     var counts: [String: Int] = [:]
@@ -1079,6 +1079,14 @@ extension SpoolStore {
                     try Audit.append(connection, at: now, identity: identity, action: "operator.verify", detail: detail)
                 }
             }
+        } catch let error as SpoolError where error.code == .corrupt || error.code == .spoolFull {
+            // The report is what the operator asked for: a damaged index or a full disk that keeps the check out of
+            // the audit trail is one more problem to show, not a reason to show nothing.
+            problems.append(
+                VerifyProblem(
+                    kind: error.code == .corrupt ? "index-integrity" : "spool-full", resourceID: nil, bundleID: nil,
+                    path: "spool.db", detail: "the check could not be recorded in the audit trail: \(error.message)",
+                    fix: "", fixed: false))
         }
         report.problems = problems
         return report

@@ -14,7 +14,9 @@ import Glibc
 /// end, everything acknowledged must be in the bucket once, intact, with no upload left and a clean verify.
 ///
 /// Parameters (environment): PIPELINE_SOAK_SECONDS (15), PIPELINE_SOAK_PRODUCERS (3), PIPELINE_SOAK_SEED (1),
-/// PIPELINE_SOAK_LARGE (2: multipart-sized resources spooled first). It prints one `SOAK RESULT` line.
+/// PIPELINE_SOAK_LARGE (2: multipart-sized resources spooled first), PIPELINE_SOAK_MAX_SIZE (256KiB: the largest of
+/// the producers' resources). It prints one `SOAK RESULT` line. moto holds every object in memory: keep the volume
+/// (producers × seconds × size) modest.
 @Suite("Soak: producers, killed drainers and a hostile network together")
 struct SoakTests {
     struct Parameters {
@@ -22,13 +24,15 @@ struct SoakTests {
         var producers: Int
         var seed: UInt64
         var large: Int
+        var maxSize: String
 
         static func fromEnvironment() -> Parameters {
             let environment = ProcessInfo.processInfo.environment
             func number(_ name: String, _ fallback: Int) -> Int { environment[name].flatMap { Int($0) } ?? fallback }
             return Parameters(
                 seconds: number("PIPELINE_SOAK_SECONDS", 15), producers: number("PIPELINE_SOAK_PRODUCERS", 3),
-                seed: UInt64(number("PIPELINE_SOAK_SEED", 1)), large: number("PIPELINE_SOAK_LARGE", 2))
+                seed: UInt64(number("PIPELINE_SOAK_SEED", 1)), large: number("PIPELINE_SOAK_LARGE", 2),
+                maxSize: environment["PIPELINE_SOAK_MAX_SIZE"] ?? "256KiB")
         }
     }
 
@@ -68,7 +72,7 @@ struct SoakTests {
                         "--spool", scenario.spoolDirectory, "--bucket", scenario.bucket, "--endpoint", proxy.endpoint,
                         "--region", scenario.server.region, "--prefix", scenario.prefix, "--seconds",
                         String(parameters.seconds), "--bundle-pause-ms", "300", "--resources", "8", "--min-size", "0",
-                        "--max-size", "256KiB", "--writers", "2", "--durability", index % 2 == 0 ? "batched" : "fsync",
+                        "--max-size", parameters.maxSize, "--writers", "2", "--durability", index % 2 == 0 ? "batched" : "fsync",
                         "--seed", String(parameters.seed &* 1_000 &+ UInt64(index)),
                     ], environment: scenario.drainerEnvironment, logPath: directory + "/producer-\(index).log",
                     outputPath: directory + "/producer-\(index).out")

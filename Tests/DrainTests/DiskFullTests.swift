@@ -70,7 +70,7 @@ struct DiskFullTests {
             #expect(refused.code == .spoolFull, "\(refused)")
             let cause = (refused.underlying as? SpoolError)?.underlying
             #expect(cause is SQLiteResultError, "refused by SQLite's commit: \(String(describing: cause))")
-            print("DiskFullTests: \(accepted.count) resources accepted (\(accepted.count - 12) in the index); the refusal: \(refused.message) (cause: \(String(describing: cause)))")
+            print("DiskFullTests: \(accepted.count) resources accepted (\(accepted.count - 12) in the index); the refusal: \(refused.message) (cause: \(cause.map { "\($0)" } ?? "none"))")
 
             // Nothing half-visible: exactly the accepted resources, numbered without a gap, each with its bytes.
             let rows = try await spool.listResources(ResourceFilter(bundleID: "full-disk", limit: 100_000))
