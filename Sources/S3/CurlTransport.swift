@@ -239,7 +239,8 @@ public final class CurlTransport: HTTPTransport {
             // "Unsupported HTTP version in response"): not an S3 endpoint (a wrong port, say).
             return S3Error(
                 status: 0, code: "EndpointNotHTTP",
-                message: "\(host) answered with something that is not HTTP (\(detail)); check the endpoint URL and port",
+                message:
+                    "\(host) answered with something that is not HTTP (\(detail)); check the endpoint URL and port",
                 isRetryable: false)
         case CURLE_OUT_OF_MEMORY:
             // What libcurl 7.x reports for a response header over its 100 KiB limit.

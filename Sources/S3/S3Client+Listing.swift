@@ -165,7 +165,8 @@ extension S3Client {
     /// are replaced, conditional writes settle on 412), and the answer may be whole the next time.
     static func invalidResponse(_ response: HTTPResponse, operation: String, _ problem: String) -> S3Error {
         S3Error(
-            status: response.status, code: "InvalidResponse", message: "the answer to \(operation) is unusable: \(problem)",
+            status: response.status, code: "InvalidResponse",
+            message: "the answer to \(operation) is unusable: \(problem)",
             requestID: response.header("x-amz-request-id"), operation: operation, isRetryable: true)
     }
 

@@ -192,7 +192,8 @@ extension S3Client {
         let root = try parseXML(response, operation: "CompleteMultipartUpload")
         return PutObjectOutput(
             etag: try Self.requiredETag(
-                response, operation: "CompleteMultipartUpload", fallback: root.string("ETag") ?? response.header("etag")),
+                response, operation: "CompleteMultipartUpload",
+                fallback: root.string("ETag") ?? response.header("etag")),
             versionID: response.header("x-amz-version-id"),
             checksumCRC32C: root.string("ChecksumCRC32C") ?? response.header("x-amz-checksum-crc32c"))
     }

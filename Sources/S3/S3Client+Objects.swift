@@ -259,7 +259,8 @@ extension S3Client {
                 body: request.body, payload: payloadHash(for: request.checksums, body: request.body),
                 timeout: request.timeout))
         return PutObjectOutput(
-            etag: try Self.requiredETag(response, operation: "PutObject"), versionID: response.header("x-amz-version-id"),
+            etag: try Self.requiredETag(response, operation: "PutObject"),
+            versionID: response.header("x-amz-version-id"),
             checksumCRC32C: response.header("x-amz-checksum-crc32c"))
     }
 

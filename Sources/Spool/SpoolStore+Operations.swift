@@ -908,11 +908,11 @@ extension SpoolStore {
             do {
                 try await body()
             } catch let error as SpoolError where error.code == .corrupt {
+                let reason = (error.underlying as? SQLiteResultError)?.message ?? error.message
                 problems.append(
                     VerifyProblem(
                         kind: "index-integrity", resourceID: nil, bundleID: nil, path: "spool.db",
-                        detail: "\(what()) failed: the index is damaged (\((error.underlying as? SQLiteResultError)?.message ?? error.message))",
-                        fix: "", fixed: false))
+                        detail: "\(what()) failed: the index is damaged (\(reason))", fix: "", fixed: false))
             }
         }
         var integrity = ["not checked"]

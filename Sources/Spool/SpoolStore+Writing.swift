@@ -159,7 +159,8 @@ private final class ResourceWriter {
         guard buffer.count > 0 else { return }
         try await reserve(upTo: size)
         if file == nil {
-            file = try await waitingForDiskSpace { try await PayloadFile.create(in: store.layout, namePrefix: bundleID) }
+            let (layout, prefix) = (store.layout, bundleID)
+            file = try await waitingForDiskSpace { try await PayloadFile.create(in: layout, namePrefix: prefix) }
         }
         let file = file!
         let buffer = buffer

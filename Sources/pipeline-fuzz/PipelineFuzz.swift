@@ -127,10 +127,11 @@ struct PipelineFuzz: ParsableCommand {
         }
         if let writeDictionary {
             let lines = target.dictionary.map { token in
-                "\"" + token.map { byte in
-                    (0x20..<0x7F).contains(byte) && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\")
-                        ? String(UnicodeScalar(byte)) : "\\x" + String(format: "%02X", byte)
-                }.joined() + "\""
+                "\""
+                    + token.map { byte in
+                        (0x20..<0x7F).contains(byte) && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\")
+                            ? String(UnicodeScalar(byte)) : "\\x" + String(format: "%02X", byte)
+                    }.joined() + "\""
             }
             try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: writeDictionary))
         }

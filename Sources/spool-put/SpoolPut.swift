@@ -167,7 +167,7 @@ struct DestinationOptions: ParsableArguments {
     @Flag(help: "Let spool-drain create the bucket when missing.")
     var createBucket = false
 
-    @Flag(help: "Allow a plain http:// endpoint that is not loopback (credentials and data cross the network in the clear).")
+    @Flag(help: "Allow a plain http:// endpoint that is not loopback (data crosses the network in the clear).")
     var allowInsecureHttp = false
 
     func validate() throws {

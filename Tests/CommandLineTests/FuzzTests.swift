@@ -10,7 +10,9 @@ struct FuzzTests {
         arguments: [("xml", 20_000), ("config-file", 5_000), ("config-env", 2_000)])
     func noCrash(target: String, runs: Int) throws {
         let result = try runTool("pipeline-fuzz", [target, "--runs", String(runs), "--seed", "20261124"])
-        #expect(result.status == 0, "pipeline-fuzz \(target) crashed (status \(result.status)): \(result.stderr.suffix(2000))")
+        #expect(
+            result.status == 0,
+            "pipeline-fuzz \(target) crashed (status \(result.status)): \(result.stderr.suffix(2000))")
         #expect(result.stdout.contains("\(runs) runs"), "\(result.stdout)")
         print("FuzzTests: " + result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
     }

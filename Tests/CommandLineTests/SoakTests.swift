@@ -48,7 +48,8 @@ struct SoakTests {
         ]
     }
 
-    @Test("Producers write while two drainers are killed and restarted through the fault proxy: nothing lost or doubled")
+    @Test(
+        "Producers write while two drainers are killed and restarted through the fault proxy: nothing lost or doubled")
     func soak() async throws {
         let parameters = Parameters.fromEnvironment()
         try await withTemporaryDirectory(prefix: "soak") { directory in
@@ -72,7 +73,8 @@ struct SoakTests {
                         "--spool", scenario.spoolDirectory, "--bucket", scenario.bucket, "--endpoint", proxy.endpoint,
                         "--region", scenario.server.region, "--prefix", scenario.prefix, "--seconds",
                         String(parameters.seconds), "--bundle-pause-ms", "300", "--resources", "8", "--min-size", "0",
-                        "--max-size", parameters.maxSize, "--writers", "2", "--durability", index % 2 == 0 ? "batched" : "fsync",
+                        "--max-size", parameters.maxSize, "--writers", "2", "--durability",
+                        index % 2 == 0 ? "batched" : "fsync",
                         "--seed", String(parameters.seed &* 1_000 &+ UInt64(index)),
                     ], environment: scenario.drainerEnvironment, logPath: directory + "/producer-\(index).log",
                     outputPath: directory + "/producer-\(index).out")
@@ -156,8 +158,10 @@ struct SoakTests {
             #expect(report.duplicates == 0, "duplicates: \(report.duplicatedKeys) \(report.deleteMarkers)")
             #expect(report.corruptObjects.isEmpty, "corrupt: \(report.corruptObjects.prefix(5))")
             #expect(report.uploadsLeft.isEmpty, "uploads left: \(report.uploadsLeft)")
-            #expect(report.unexpectedKeys.isEmpty && report.manifestProblems.isEmpty && report.spoolProblems.isEmpty,
-                "\(report.unexpectedKeys.prefix(5)) \(report.manifestProblems.prefix(5)) \(report.spoolProblems.prefix(5))")
+            #expect(
+                report.unexpectedKeys.isEmpty && report.manifestProblems.isEmpty && report.spoolProblems.isEmpty,
+                "\(report.unexpectedKeys.prefix(5)) \(report.manifestProblems.prefix(5)) \(report.spoolProblems.prefix(5))"
+            )
             #expect(verify.status == 0, "spool-inspect verify: \(verify.stdout.prefix(2000)) \(verify.stderr)")
             #expect(doubled == 0, "resources with other than one resource.delivered event")
             #expect(kills >= 2, "the schedule killed no drainer")

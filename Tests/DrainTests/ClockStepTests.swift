@@ -11,15 +11,12 @@ import Testing
 /// leave work waiting for the size of the step.
 @Suite("Wall-clock steps: leases and backoff")
 struct ClockStepTests {
-    @Test("A step back of a day: backoffs, a dead remote drainer's lease and a paused probe are due at once, not tomorrow")
+    @Test(
+        "A step back of a day: backoffs, a dead remote drainer's lease and a paused probe are due at once, not tomorrow"
+    )
     func stepBack() async throws {
         try await withTestDirectory { directory in
-            let clock = ManualClock()
-            var spoolOptions = SpoolOptions()
-            spoolOptions.clock = clock
-            let storage = try PipelineStorage(
-                directory: directory.target, prefix: "", options: testStorageOptions(),
-                spool: .directory(directory.spool), spoolOptions: spoolOptions)
+            let (storage, clock) = try storageOnManualClock(directory)
             let spool = storage.spool
             let spooled = try await storage.withBundle("stepped") { bundle in
                 var spooled: [SpooledResource] = []
@@ -36,7 +33,8 @@ struct ClockStepTests {
             // the third stays pending. A day back, all three times lie beyond any lease or backoff this spool gives.
             let remote = try #require(
                 try await spool.claimDue(owner: "elsewhere.example/1/x", limit: 1, leaseDuration: .seconds(60)).first)
-            let retried = try #require(try await spool.claimDue(owner: "a", limit: 1, leaseDuration: .seconds(60)).first)
+            let retried = try #require(
+                try await spool.claimDue(owner: "a", limit: 1, leaseDuration: .seconds(60)).first)
             try await spool.recordRetry(
                 id: retried.resource.id, token: retried.token, code: "SlowDown", message: "m", delay: .seconds(600))
 
@@ -79,12 +77,7 @@ struct ClockStepTests {
     @Test("A paused destination's next probe stamped before a step back is due at once")
     func pausedProbeAfterStepBack() async throws {
         try await withTestDirectory { directory in
-            let clock = ManualClock()
-            var spoolOptions = SpoolOptions()
-            spoolOptions.clock = clock
-            let storage = try PipelineStorage(
-                directory: directory.target, prefix: "", options: testStorageOptions(),
-                spool: .directory(directory.spool), spoolOptions: spoolOptions)
+            let (storage, clock) = try storageOnManualClock(directory)
             let spool = storage.spool
             let resource = try await storage.withBundle("paused") { bundle in
                 try await bundle.writeResource(
@@ -105,12 +98,7 @@ struct ClockStepTests {
     @Test("Two drainers while the clock jumps a day forward and back every 25 ms: all delivered, each exactly once")
     func drainingWhileTheClockJumps() async throws {
         try await withTestDirectory { directory in
-            let clock = ManualClock()
-            var spoolOptions = SpoolOptions()
-            spoolOptions.clock = clock
-            let storage = try PipelineStorage(
-                directory: directory.target, prefix: "", options: testStorageOptions(maxRetries: 50),
-                spool: .directory(directory.spool), spoolOptions: spoolOptions)
+            let (storage, clock) = try storageOnManualClock(directory, options: testStorageOptions(maxRetries: 50))
             var written: [SpooledResource] = []
             for bundle in 0..<3 {
                 written += try await storage.withBundle("jumping-\(bundle)") { writer in

@@ -70,7 +70,9 @@ struct DiskFullTests {
             #expect(refused.code == .spoolFull, "\(refused)")
             let cause = (refused.underlying as? SpoolError)?.underlying
             #expect(cause is SQLiteResultError, "refused by SQLite's commit: \(String(describing: cause))")
-            print("DiskFullTests: \(accepted.count) resources accepted (\(accepted.count - 12) in the index); the refusal: \(refused.message) (cause: \(cause.map { "\($0)" } ?? "none"))")
+            print(
+                "DiskFullTests: \(accepted.count) resources accepted (\(accepted.count - 12) in the index); the refusal: \(refused.message) (cause: \(cause.map { "\($0)" } ?? "none"))"
+            )
 
             // Nothing half-visible: exactly the accepted resources, numbered without a gap, each with its bytes.
             let rows = try await spool.listResources(ResourceFilter(bundleID: "full-disk", limit: 100_000))
@@ -87,7 +89,9 @@ struct DiskFullTests {
             let progress = try await drain(spool, options: options, resolver())
             #expect(progress.delivered == accepted.count, "\(progress)")
             #expect(progress.failed == 0)
-            print("DiskFullTests: the drainer delivered \(progress.delivered) on the full disk; free now \(filesystem.freeBytes) bytes, headroom \(spool.layout.hasHeadroom ? "restored" : "missing")")
+            print(
+                "DiskFullTests: the drainer delivered \(progress.delivered) on the full disk; free now \(filesystem.freeBytes) bytes, headroom \(spool.layout.hasHeadroom ? "restored" : "missing")"
+            )
 
             // Writing resumes; a writer that finds the disk full waits for a drainer and finishes.
             accepted.append(try await write(bundle, "after", size: Self.megabyte, seed: 200))
