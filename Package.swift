@@ -115,6 +115,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
+        // Fuzzes the parsers of outside bytes (S3's XML, the configuration): a deterministic mutation fuzzer, or a
+        // libFuzzer binary when built with -sanitize=fuzzer -DLIBFUZZER (tools/chaos/fuzz).
+        .executableTarget(
+            name: "pipeline-fuzz",
+            dependencies: [
+                "S3", "PipelineStorage", "CommandLineSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
         // Build-time: embeds schema/*.sql into the Spool module so the migrations ship inside the binary.
         .executableTarget(name: "embed-schema", path: "Sources/embed-schema"),
         .plugin(
@@ -146,9 +155,8 @@ let package = Package(
         .testTarget(
             name: "CommandLineTests",
             dependencies: [
-                "Spool", "Hashing", "S3", "LocalS3Support", "SpoolTestSupport", "PipelineStorage", "spool-put",
-                "spool-inspect", "spool-bench", "spool-load",
-                "spool-drain",
+                "Spool", "Hashing", "S3", "LocalS3Support", "SpoolTestSupport", "PipelineStorage", "CommandLineSupport",
+                "spool-put", "spool-inspect", "spool-bench", "spool-load", "spool-drain", "pipeline-fuzz",
             ]),
     ]
 )

@@ -47,10 +47,13 @@ public enum ExitStatus {
 
     /// The exit status for an error.
     public static func forError(_ error: any Error) -> Int32 {
+        // An option found wrong once the command runs (a malformed key=value, say) is still a usage error.
+        if error is ValidationError { return usage }
         guard let error = error as? SpoolError else { return failure }
         switch error.code {
         case .invalidBundleID, .invalidResourceName, .invalidURL, .invalidMetadata, .invalidContentType,
-            .invalidStatusCode, .invalidConfiguration, .invalidState, .unsafeArchiveMember, .archiveLimitExceeded:
+            .invalidStatusCode, .invalidConfiguration, .invalidState, .unsafeArchiveMember, .archiveLimitExceeded,
+            .bundleConflict, .bundleNotOpen:
             return invalidInput
         case .spoolUnwritable, .schemaTooNew: return cannotCreate
         case .spoolFull, .databaseBusy, .inUse: return temporaryFailure

@@ -8,7 +8,8 @@ import Synchronization
 public struct DrainOptions: Sendable {
     /// Resources delivered at once (and the bound on concurrent transfers: objects and parts).
     public var concurrency = 8
-    /// How long a claim is leased; renewed every third of it while the delivery runs.
+    /// How long a claim is leased (at most `SpoolStore.maximumLeaseDuration`); renewed every third of it, timed by
+    /// the monotonic clock, while the delivery runs.
     public var leaseDuration: Duration = .seconds(60)
     /// How often to look for due work when nothing wakes the drainer sooner.
     public var pollInterval: Duration = .milliseconds(500)
@@ -26,7 +27,7 @@ public struct DrainOptions: Sendable {
     public var orphanFileMinimumAge: Duration = .seconds(600)
     /// How often orphan files and uploads are swept.
     public var orphanSweepInterval: Duration = .seconds(600)
-    /// The longest per-resource backoff.
+    /// The longest per-resource backoff (at most `SpoolStore.maximumBackoff`).
     public var maximumRetryDelay: Duration = .seconds(900)
 
     /// Default options.
@@ -119,25 +120,39 @@ public final class Drainer: Sendable {
 
     /// Runs until stopped (or, with `once`/`untilDone`, until the work is done).
     ///
-    /// - Throws: `SpoolError` when the spool cannot be read at all.
+    /// - Throws: `SpoolError` when the spool cannot be read at all: `.corrupt` when the index is damaged (after the
+    ///   deliveries in flight have finished).
     public func run() async throws -> DrainProgress {
         try await spool.recheckPausedDestinations()
         await sweepOrphans()
         var lastRenewal = ContinuousClock.now
         var lastSweep = ContinuousClock.now
+        var headroomReleasedAt: ContinuousClock.Instant?
         let renewEvery = options.leaseDuration / 3
         while !state.withLock({ $0.stopping }) {
             let free = options.concurrency - state.withLock { $0.inFlight.count }
             var claimed = 0
             if free > 0 {
                 do {
-                    let claims = try await spool.claimDue(
-                        owner: owner, limit: free, leaseDuration: options.leaseDuration,
-                        pausedRecheck: options.pausedRecheck)
+                    let claims = try await claimDue(limit: free, headroomReleasedAt: &headroomReleasedAt)
                     claimed = claims.count
                     for claim in claims { start(claim) }
+                } catch let error as SpoolError where error.code == .corrupt {
+                    // A damaged index does not heal: claiming again every poll would only repeat this. Let the
+                    // deliveries in flight finish, then stop with the error (spool-drain exits 76).
+                    logger.critical("spool index damaged; stopping", metadata: ["error": "\(error)"])
+                    await finishInFlight()
+                    throw error
                 } catch {
                     logger.error("claim failed", metadata: ["error": "\(error)"])
+                }
+            }
+            if let released = headroomReleasedAt, ContinuousClock.now - released >= Self.headroomRestoreInterval {
+                if await spool.ensureHeadroom() {
+                    headroomReleasedAt = nil
+                    logger.info("spool headroom restored")
+                } else {
+                    headroomReleasedAt = ContinuousClock.now
                 }
             }
             if claimed == 0, state.withLock({ $0.inFlight.isEmpty }) {
@@ -157,7 +172,36 @@ public final class Drainer: Sendable {
             }
         }
         await finishInFlight()
+        if headroomReleasedAt != nil, await spool.ensureHeadroom() { logger.info("spool headroom restored") }
         return progress
+    }
+
+    /// More unreferenced payload files than this at once are not removed by the orphan sweep: crashed writers leave a
+    /// few, so that many means the index lost rows, and the files are the only copy of those resources.
+    public static let orphanFileRemovalLimit = 100
+
+    /// How often a drainer that released the spool's headroom tries to make it again.
+    static let headroomRestoreInterval: Duration = .seconds(5)
+
+    /// Claims due work. On a full disk (the claim could not commit) it releases the spool's headroom, so that this
+    /// commit and the deliveries' records fit while delivered payloads are removed, and tries once more.
+    private func claimDue(limit: Int, headroomReleasedAt: inout ContinuousClock.Instant?) async throws
+        -> [DeliveryClaim]
+    {
+        let claim = { [self] in
+            try await spool.claimDue(
+                owner: owner, limit: limit, leaseDuration: options.leaseDuration, pausedRecheck: options.pausedRecheck)
+        }
+        do {
+            return try await claim()
+        } catch let error as SpoolError where error.code == .spoolFull {
+            guard await spool.releaseHeadroom() else { throw error }
+            headroomReleasedAt = ContinuousClock.now
+            logger.warning(
+                "disk full; spool headroom released so that deliveries can free space",
+                metadata: ["bytes": "\(SpoolLayout.headroomBytes)"])
+            return try await claim()
+        }
     }
 
     private func nothingLeft() async throws -> Bool {
@@ -259,7 +303,13 @@ public final class Drainer: Sendable {
     private func sweepOrphans() async {
         do {
             let files = try await spool.orphanPayloadFiles(minimumAge: options.orphanFileMinimumAge)
-            if !files.isEmpty {
+            if files.count > Self.orphanFileRemovalLimit {
+                // Crashed writers leave a few; this many means the index lost rows (a damaged or truncated WAL,
+                // a restored backup), and these files are the only copy of those resources.
+                logger.error(
+                    "many payload files no resource refers to; kept (the index may have lost rows)",
+                    metadata: ["count": "\(files.count)", "see": "spool-inspect verify"])
+            } else if !files.isEmpty {
                 await spool.removePayloadFiles(files)
                 state.withLock { $0.progress.orphanFilesRemoved += files.count }
                 metrics.orphanFilesRemoved(files.count)

@@ -299,7 +299,17 @@ struct ResourceDelivery {
             return PreparedPayload(
                 body: .bytes(bytes), size: Int64(bytes.count), sha256: digest.sha256, crc32c: digest.crc32c)
         case .inline:
-            let bytes = try await spool.inlinePayload(id: resource.id)
+            let bytes: [UInt8]
+            do {
+                bytes = try await spool.inlinePayload(id: resource.id)
+            } catch let error as SpoolError where error.code == .corrupt {
+                // The bytes sit on a damaged page of the index (or are gone): this resource cannot be delivered, the
+                // others can.
+                throw PayloadError(
+                    code: "corrupt-payload",
+                    message: "the inline payload of resource \(resource.id) cannot be read from the index: "
+                        + "\(error.message); it was not uploaded")
+            }
             let digest = PayloadDigest.compute(bytes)
             guard Int64(bytes.count) == resource.size, digest.sha256 == resource.sha256 else {
                 throw PayloadError.corrupt(
@@ -475,12 +485,13 @@ enum PayloadVerifier {
     }
 }
 
-/// Per-resource backoff: exponential with full jitter between `retryDelay` and a cap.
+/// Per-resource backoff: exponential with full jitter between `retryDelay` and a cap, never beyond the cap (a larger
+/// `retryDelay` is cut to it).
 enum Backoff {
     static func delay(afterAttempt attempt: Int, options: StorageOptions, cap: Duration) -> Duration {
-        let base = max(0.001, options.retryDelaySeconds)
-        guard options.exponentialBackoff else { return .milliseconds(Int64(base * 1000)) }
         let capSeconds = Double(cap.components.seconds) + Double(cap.components.attoseconds) / 1e18
+        let base = min(max(0.001, options.retryDelaySeconds), max(0.001, capSeconds))
+        guard options.exponentialBackoff else { return .milliseconds(Int64(base * 1000)) }
         let ceiling = min(base * pow(2, Double(min(attempt, 40))), capSeconds)
         let seconds = Double.random(in: base...max(base, ceiling))
         return .milliseconds(Int64(seconds * 1000))

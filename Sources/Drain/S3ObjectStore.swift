@@ -129,8 +129,8 @@ public struct S3ObjectStore: ObjectStore {
         case "AccessDenied", "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled",
             "AccountProblem", "InvalidBucketName", "PermanentRedirect", "AuthorizationHeaderMalformed",
             "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "CredentialsNotFound", "TLSVerificationFailed",
-            "InvalidConfiguration", "InvalidRequest", "KMS.AccessDeniedException", "KMS.NotFoundException",
-            "KMS.DisabledException":
+            "InvalidConfiguration", "InvalidRequest", "EndpointNotHTTP", "KMS.AccessDeniedException",
+            "KMS.NotFoundException", "KMS.DisabledException":
             kind = .configuration
         case "BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "IncompleteBody":
             // The bytes S3 received did not match what we sent: the payload is checked again before the next try.

@@ -230,6 +230,24 @@ public final class CurlTransport: HTTPTransport {
             return S3Error(
                 status: 0, code: "ConnectionFailed", message: "TLS handshake with \(host) failed: \(detail)",
                 isRetryable: true)
+        case CURLE_WEIRD_SERVER_REPLY:
+            return S3Error(
+                status: 0, code: "InvalidResponse", message: "the answer from \(host) is not valid HTTP: \(detail)",
+                isRetryable: true)
+        case CURLE_UNSUPPORTED_PROTOCOL where detail.contains("HTTP/0.9") || detail.contains("in response"):
+            // The server's first bytes were no HTTP status line curl can read ("Received HTTP/0.9 when not allowed",
+            // "Unsupported HTTP version in response"): not an S3 endpoint (a wrong port, say).
+            return S3Error(
+                status: 0, code: "EndpointNotHTTP",
+                message:
+                    "\(host) answered with something that is not HTTP (\(detail)); check the endpoint URL and port",
+                isRetryable: false)
+        case CURLE_OUT_OF_MEMORY:
+            // What libcurl 7.x reports for a response header over its 100 KiB limit.
+            return S3Error(
+                status: 0, code: "ResponseHeadersTooLarge",
+                message: "the answer from \(host) could not be taken in (\(detail)): libcurl gives this for response "
+                    + "headers over 100 KiB", isRetryable: true)
         case CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
             return S3Error.invalidRequest("'\(request.url)' cannot be requested: \(detail)")
         case CURLE_READ_ERROR, CURLE_ABORTED_BY_CALLBACK, CURLE_WRITE_ERROR:

@@ -155,10 +155,26 @@ extension S3Client {
         do {
             return try XMLNode.parse(response.body)
         } catch {
-            throw S3Error(
-                status: response.status, code: "InvalidResponse",
-                message: "\(operation) answered with a body that is not valid XML (\(error))",
-                requestID: response.header("x-amz-request-id"), operation: operation, isRetryable: false)
+            throw Self.invalidResponse(
+                response, operation: operation, "its body is not valid XML (\(error), \(response.body.count) bytes)")
         }
+    }
+
+    /// A 2xx answer that does not say what it must (a body that is not XML, a missing ETag or Content-Length): cut
+    /// short or garbled on the way, most likely. Retryable: every write this client makes is safe to repeat (parts
+    /// are replaced, conditional writes settle on 412), and the answer may be whole the next time.
+    static func invalidResponse(_ response: HTTPResponse, operation: String, _ problem: String) -> S3Error {
+        S3Error(
+            status: response.status, code: "InvalidResponse",
+            message: "the answer to \(operation) is unusable: \(problem)",
+            requestID: response.header("x-amz-request-id"), operation: operation, isRetryable: true)
+    }
+
+    /// The response's ETag, without quotes; a 2xx write answer without one is refused.
+    static func requiredETag(_ response: HTTPResponse, operation: String, fallback: String? = nil) throws -> String {
+        guard let etag = (fallback ?? response.header("etag"))?.unquoted, !etag.isEmpty else {
+            throw invalidResponse(response, operation: operation, "it has no ETag")
+        }
+        return etag
     }
 }

@@ -95,9 +95,7 @@ extension S3Client {
                 query: [("uploads", "")], headers: headers))
         let root = try parseXML(response, operation: "CreateMultipartUpload")
         guard let uploadID = root.string("UploadId"), !uploadID.isEmpty else {
-            throw S3Error(
-                status: response.status, code: "InvalidResponse", message: "no UploadId in the answer",
-                operation: "CreateMultipartUpload", isRetryable: false)
+            throw Self.invalidResponse(response, operation: "CreateMultipartUpload", "it has no UploadId")
         }
         return uploadID
     }
@@ -120,7 +118,7 @@ extension S3Client {
                 query: [("partNumber", String(partNumber)), ("uploadId", uploadID)], headers: headers, body: body,
                 payload: payloadHash(for: checksums, body: body), timeout: timeout))
         return UploadedPart(
-            partNumber: partNumber, etag: (response.header("etag") ?? "").unquoted, size: body.length,
+            partNumber: partNumber, etag: try Self.requiredETag(response, operation: "UploadPart"), size: body.length,
             checksumCRC32C: response.header("x-amz-checksum-crc32c")
                 ?? checksums.crc32c.map { CRC32CHeader.value($0) })
     }
@@ -136,10 +134,16 @@ extension S3Client {
         if let maxParts { query.append(("max-parts", String(maxParts))) }
         let response = try await send(Operation(name: "ListParts", method: "GET", bucket: bucket, key: key, query: query))
         let root = try parseXML(response, operation: "ListParts")
-        let parts = root.children("Part").map { part in
-            UploadedPart(
-                partNumber: part.int("PartNumber") ?? 0, etag: (part.string("ETag") ?? "").unquoted,
-                size: Int64(part.string("Size") ?? "") ?? 0, checksumCRC32C: part.string("ChecksumCRC32C"))
+        let parts = try root.children("Part").map { part in
+            guard let number = part.int("PartNumber"), (1...10_000).contains(number),
+                let etag = part.string("ETag")?.unquoted, !etag.isEmpty,
+                let size = part.string("Size").flatMap({ Int64($0) }), size >= 0
+            else {
+                throw Self.invalidResponse(
+                    response, operation: "ListParts", "a <Part> lacks a valid PartNumber, ETag or Size")
+            }
+            return UploadedPart(
+                partNumber: number, etag: etag, size: size, checksumCRC32C: part.string("ChecksumCRC32C"))
         }
         let truncated = root.bool("IsTruncated") ?? false
         return PartPage(parts: parts, nextPartNumberMarker: truncated ? root.int("NextPartNumberMarker") : nil)
@@ -187,7 +191,9 @@ extension S3Client {
                 timeout: .seconds(600)))
         let root = try parseXML(response, operation: "CompleteMultipartUpload")
         return PutObjectOutput(
-            etag: (root.string("ETag") ?? response.header("etag") ?? "").unquoted,
+            etag: try Self.requiredETag(
+                response, operation: "CompleteMultipartUpload",
+                fallback: root.string("ETag") ?? response.header("etag")),
             versionID: response.header("x-amz-version-id"),
             checksumCRC32C: root.string("ChecksumCRC32C") ?? response.header("x-amz-checksum-crc32c"))
     }

@@ -259,7 +259,8 @@ extension S3Client {
                 body: request.body, payload: payloadHash(for: request.checksums, body: request.body),
                 timeout: request.timeout))
         return PutObjectOutput(
-            etag: (response.header("etag") ?? "").unquoted, versionID: response.header("x-amz-version-id"),
+            etag: try Self.requiredETag(response, operation: "PutObject"),
+            versionID: response.header("x-amz-version-id"),
             checksumCRC32C: response.header("x-amz-checksum-crc32c"))
     }
 
@@ -278,6 +279,10 @@ extension S3Client {
             Operation(
                 name: "HeadObject", method: "HEAD", bucket: bucket, key: key,
                 query: versionID.map { [("versionId", $0)] } ?? [], headers: [("x-amz-checksum-mode", "ENABLED")]))
+        // The size decides whether an object at a taken key is ours: an answer without it must not read as 0 bytes.
+        guard response.header("content-length").flatMap({ Int64($0) }) != nil else {
+            throw Self.invalidResponse(response, operation: "HeadObject", "it has no Content-Length")
+        }
         return ObjectMetadata(response: response)
     }
 

@@ -21,6 +21,8 @@ final class PayloadFile: @unchecked Sendable {
     private let layout: SpoolLayout
     private(set) var bytesWritten: Int64 = 0
     private var bytesHandedToWriteback: Int64 = 0
+    /// How much of the buffer a failed `write` had written: a retry with the same buffer goes on from there.
+    private var resumeOffset = 0
     private(set) var isPublished = false
 
     /// Start writeback every this many bytes so the final fsync overlaps with hashing instead of following it.
@@ -45,10 +47,21 @@ final class PayloadFile: @unchecked Sendable {
         }
     }
 
-    /// Appends the bytes, all of them (short writes and EINTR are retried).
+    /// Appends the bytes, all of them (short writes and EINTR are retried). After a failure (a full disk), calling it
+    /// again with the same buffer appends the rest.
     func write(_ buffer: WriteBuffer) async throws {
         try await BlockingIO.run { [self] in
-            try buffer.write(to: descriptor, path: path, what: "the payload file")
+            var offset = resumeOffset
+            while offset < buffer.count {
+                let written = writeBytes(descriptor, buffer.base + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    resumeOffset = offset
+                    throw SpoolError.io("write the payload file", path: path, call: "write")
+                }
+                offset += written
+            }
+            resumeOffset = 0
             bytesWritten += Int64(buffer.count)
             #if os(Linux)
             if bytesWritten - bytesHandedToWriteback >= Self.writebackIntervalBytes {
@@ -233,6 +246,12 @@ package enum BlockingIO {
     package static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             queue.async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
+    static func value<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            queue.async { continuation.resume(returning: body()) }
         }
     }
 

@@ -1,5 +1,13 @@
 import CSQLite
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A value bound to a statement parameter. SQL text is never built from values: every value goes through here.
 enum SQLiteValue {
     case integer(Int64)
@@ -182,11 +190,18 @@ final class SQLiteConnection {
         case SQLITE_CORRUPT, SQLITE_NOTADB:
             return SpoolError(
                 .corrupt,
-                "the spool index '\(path)' is damaged: \(message); run 'spool-inspect verify' and restore or move the "
-                    + "spool aside", underlying: cause)
+                "the spool index '\(path)' is damaged (\(message)); stop writers and drainers, keep a copy of the "
+                    + "spool directory and restore spool.db from a backup ('spool-inspect verify' reports what an index "
+                    + "that still opens holds; payload files under data/ are separate)", underlying: cause)
         case SQLITE_FULL:
             return SpoolError(
                 .spoolFull, "the disk holding the spool index '\(path)' is full; free space and retry",
+                underlying: cause)
+        case SQLITE_IOERR where [ENOSPC, EDQUOT].contains(sqlite3_system_errno(handle)):
+            // ENOSPC from an fsync or from growing the shared-memory file: SQLite reports an I/O error, but the
+            // remedy is the one for a full disk.
+            return SpoolError(
+                .spoolFull, "the disk holding the spool index '\(path)' is full (\(message)); free space and retry",
                 underlying: cause)
         case SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_PERM:
             return SpoolError(
@@ -211,6 +226,9 @@ public struct SQLiteResultError: Error, Sendable, CustomStringConvertible {
 
     /// The message and the code.
     public var description: String { "SQLite \(code): \(message)" }
+
+    /// `SQLITE_FULL`: a write found no room, and the statement (or the commit) was undone whole.
+    var isDiskFull: Bool { code & 0xFF == SQLITE_FULL }
 }
 
 /// A prepared statement, cached by its connection and finalized when the connection closes.

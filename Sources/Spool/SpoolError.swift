@@ -110,7 +110,8 @@ import Darwin
 #endif
 
 extension SpoolError {
-    /// An I/O error naming the path and the failed call, from the current `errno`.
+    /// An I/O error naming the path and the failed call, from the current `errno`. A full disk (`ENOSPC`, `EDQUOT`)
+    /// is `.spoolFull`, like a spool limit: the caller's remedy is the same (let the drainer free space).
     static func io(_ what: String, path: String, call: String, errno code: Int32 = errno) -> SpoolError {
         let hint: String
         switch code {
@@ -120,6 +121,8 @@ extension SpoolError {
         default: hint = ""
         }
         return SpoolError(
-            .io, "could not \(what) '\(path)'\(hint)", underlying: SystemCallError(call: call, errno: code))
+            code == ENOSPC || code == EDQUOT ? .spoolFull : .io,
+            "could not \(what) '\(path)' (\(String(cString: strerror(code))))\(hint)",
+            underlying: SystemCallError(call: call, errno: code))
     }
 }

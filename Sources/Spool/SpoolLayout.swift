@@ -49,10 +49,17 @@ public struct SpoolLayout: Sendable {
         // files the same private mode.
         let descriptor = open(layout.databasePath, O_RDWR | O_CREAT | O_CLOEXEC, fileMode)
         guard descriptor >= 0 else {
+            let code = errno
+            var info = stat()
+            let exists = stat(layout.databasePath, &info) == 0
             throw SpoolError(
                 .spoolUnwritable,
-                "could not create the spool index '\(layout.databasePath)'; check the directory's owner and "
-                    + "permissions", underlying: SystemCallError(call: "open", errno: errno))
+                exists
+                    ? "the spool index '\(layout.databasePath)' cannot be opened for reading and writing by this user "
+                        + "(\(String(cString: strerror(code)))); fix its owner or mode (0600, owned by the user running "
+                        + "the writers and drainers)"
+                    : "could not create the spool index '\(layout.databasePath)'; check the directory's owner and "
+                        + "permissions", underlying: SystemCallError(call: "open", errno: code))
         }
         close(descriptor)
         return layout

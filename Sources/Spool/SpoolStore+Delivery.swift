@@ -36,18 +36,29 @@ extension SpoolStore {
     /// A paused destination gets at most one claim (a probe) once its next check is due; the rest of its rows wait.
     /// The transaction commits with `synchronous = FULL`, so what is claimed (and every row written before it) is on
     /// disk before anything is uploaded.
+    ///
+    /// Times in the index are wall-clock times, shared by processes. A time further ahead than anything this spool
+    /// writes (a backoff beyond `maximumBackoff`, a lease beyond `maximumLeaseDuration`, a paused destination's check
+    /// beyond `pausedRecheck`) was stamped before the clock stepped back, and is treated as due now: a step back
+    /// delays work by at most those bounds, never by the size of the step.
+    /// - Parameters:
+    ///   - owner: The lease owner name (`leaseOwnerName()`).
+    ///   - limit: The most rows to claim.
+    ///   - leaseDuration: The lease length, at most `maximumLeaseDuration`.
+    ///   - pausedRecheck: How long a paused destination waits between probes.
     /// - Throws: `SpoolError` from the index.
-    public func claimDue(owner: String, limit: Int, leaseDuration: Duration, pausedRecheck: Duration = .seconds(30))
-        async throws -> [DeliveryClaim]
-    {
+    public func claimDue(
+        owner: String, limit: Int, leaseDuration: Duration, pausedRecheck: Duration = .seconds(30)
+    ) async throws -> [DeliveryClaim] {
         guard limit > 0 else { return [] }
         let now = clock.nowMilliseconds()
         let identity = self.identity
-        let leaseUntil = now + leaseDuration.milliseconds
+        let leaseUntil = now + min(leaseDuration, Self.maximumLeaseDuration).milliseconds
         let recheckAt = now + pausedRecheck.milliseconds
         return try await database.run { connection in
             try connection.transaction {
                 try Self.expireLeasesOfDeadLocalOwners(connection, host: identity.host, except: owner)
+                try Self.settleTimesAheadOfTheClock(connection, now: now, pausedRecheck: pausedRecheck)
                 var chosen: [(id: Int64, probe: Bool)] = []
                 // Probes of paused destinations whose check is due: one row each, and the next check moves on.
                 let duePaused = try connection.query(
@@ -125,6 +136,28 @@ extension SpoolStore {
                             WHERE x.bundle_id = r.bundle_id AND x.kind = 'resource' AND x.state != 'done')))
         """
 
+    /// The longest lease a claim gets. A lease expiring later than now + this was stamped before the clock stepped
+    /// back, and is treated as expired.
+    public static let maximumLeaseDuration: Duration = .seconds(3600)
+
+    /// The longest backoff `recordRetry` schedules. A resource due later than now + this was scheduled before the
+    /// clock stepped back, and is treated as due now.
+    public static let maximumBackoff: Duration = .seconds(3600)
+
+    /// Makes due what a clock that stepped back left in the future (see `claimDue`). Each statement is a range scan
+    /// of an index, empty unless the clock stepped back, so claims stay cheap on large spools.
+    static func settleTimesAheadOfTheClock(_ connection: SQLiteConnection, now: Int64, pausedRecheck: Duration) throws {
+        try connection.execute(
+            "UPDATE resources SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?",
+            [.integer(now), .integer(now + maximumBackoff.milliseconds)])
+        try connection.execute(
+            "UPDATE resources SET lease_expires_at = 0 WHERE state = 'uploading' AND lease_expires_at > ?",
+            [.integer(now + maximumLeaseDuration.milliseconds)])
+        try connection.execute(
+            "UPDATE destinations SET paused_next_check_at = 0 WHERE paused_at IS NOT NULL AND paused_next_check_at > ?",
+            [.integer(now + pausedRecheck.milliseconds)])
+    }
+
     /// A drainer on this host that was killed holds its leases until they expire; its pid tells it is gone, so its
     /// leases are expired now instead.
     static func expireLeasesOfDeadLocalOwners(_ connection: SQLiteConnection, host: String, except owner: String)
@@ -148,7 +181,7 @@ extension SpoolStore {
     public func renewLeases(_ claims: [(id: Int64, token: Int64)], leaseDuration: Duration) async throws -> [Int64] {
         guard !claims.isEmpty else { return [] }
         let now = clock.nowMilliseconds()
-        let until = now + leaseDuration.milliseconds
+        let until = now + min(leaseDuration, Self.maximumLeaseDuration).milliseconds
         return try await database.run { connection in
             try connection.transaction {
                 var lost: [Int64] = []
@@ -247,7 +280,10 @@ extension SpoolStore {
             var removed: String?
             if !retainPayload {
                 removed = resource.payloadStorage == .file ? resource.payloadPath : nil
-                try connection.execute("DELETE FROM payloads WHERE resource_id = ?", [.integer(id)])
+                if resource.payloadStorage == .inline {
+                    // Only then: a damaged page of the payloads table must not keep file resources from being done.
+                    try connection.execute("DELETE FROM payloads WHERE resource_id = ?", [.integer(id)])
+                }
                 try connection.execute(
                     """
                     UPDATE resources SET payload_storage = 'removed', payload_path = NULL, payload_removed_at = ?
@@ -296,10 +332,12 @@ extension SpoolStore {
         }
     }
 
-    /// Puts a resource back to `pending` for another attempt after `delay` (one more attempt counted).
+    /// Puts a resource back to `pending` for another attempt after `delay` (one more attempt counted; at most
+    /// `maximumBackoff`).
     ///
     /// - Throws: `SpoolError.leaseLost`.
     public func recordRetry(id: Int64, token: Int64, code: String, message: String, delay: Duration) async throws {
+        let delay = min(delay, Self.maximumBackoff)
         let now = clock.nowMilliseconds()
         let identity = self.identity
         try await guardedWrite(id: id, token: token, what: "schedule its retry") { connection, resource in
@@ -489,7 +527,7 @@ extension SpoolStore {
                 "SELECT payload_path FROM resources WHERE payload_storage = 'file' AND payload_path IS NOT NULL", [],
                 { $0.text(0) }))
         }
-        let cutoff = Int(clock.nowMilliseconds() / 1000) - Int(minimumAge.milliseconds / 1000)
+        let cutoff = clock.nowMilliseconds() - minimumAge.milliseconds
         return try await BlockingIO.run {
             guard let directory = opendir(root + "/data") else { return [] }
             defer { closedir(directory) }
@@ -500,7 +538,9 @@ extension SpoolStore {
                 }
                 if name == "." || name == ".." || referenced.contains("data/" + name) { continue }
                 var info = stat()
-                guard stat(root + "/data/" + name, &info) == 0, Int(info.st_mtim.tv_sec) < cutoff else { continue }
+                guard stat(root + "/data/" + name, &info) == 0,
+                    Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000 <= cutoff
+                else { continue }
                 orphans.append("data/" + name)
             }
             return orphans

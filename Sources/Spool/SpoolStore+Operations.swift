@@ -190,7 +190,7 @@ public struct PurgeResult: Sendable, Codable, Hashable {
 /// One thing `verify` found wrong.
 public struct VerifyProblem: Sendable, Codable, Hashable {
     /// `index-integrity`, `foreign-key`, `payload-missing`, `corrupt-payload`, `orphan-file`, `orphan-inline`,
-    /// `orphan-upload`.
+    /// `orphan-upload`, `spool-full` (the check could not be recorded).
     public var kind: String
     /// The resource concerned.
     public var resourceID: Int64?
@@ -901,30 +901,49 @@ extension SpoolStore {
     /// it. Orphan multipart uploads are listed only: the drainer aborts them. Appends `operator.verify` with counts.
     public func verify(fix: Bool, orphanMinimumAge: Duration) async throws -> VerifyReport {
         let root = layout.root
-        let integrity = try await database.run { connection in
-            try connection.query("PRAGMA integrity_check", [], { $0.text(0) })
-        }
         var problems: [VerifyProblem] = []
-        if integrity != ["ok"] {
-            for line in integrity {
+        /// Runs one part of the check. A damaged index met on the way (SQLITE_CORRUPT) becomes an `index-integrity`
+        /// problem instead of ending the check: the report still says everything else that could be read.
+        func checking(_ what: @autoclosure () -> String, _ body: () async throws -> Void) async throws {
+            do {
+                try await body()
+            } catch let error as SpoolError where error.code == .corrupt {
+                let reason = (error.underlying as? SQLiteResultError)?.message ?? error.message
                 problems.append(
                     VerifyProblem(
-                        kind: "index-integrity", resourceID: nil, bundleID: nil, path: "spool.db", detail: line,
-                        fix: "", fixed: false))
+                        kind: "index-integrity", resourceID: nil, bundleID: nil, path: "spool.db",
+                        detail: "\(what()) failed: the index is damaged (\(reason))", fix: "", fixed: false))
             }
         }
-        let foreignKeys = try await database.run { connection in
-            try connection.query(
-                "PRAGMA foreign_key_check", [],
-                {
-                    "\($0.text(0)) row \($0.int64(1)) refers to a missing \($0.text(2)) row"
-                })
+        var integrity = ["not checked"]
+        try await checking("the integrity check") {
+            integrity = try await database.run { connection in
+                try connection.query("PRAGMA integrity_check", [], { $0.text(0) })
+            }
+            if integrity != ["ok"] {
+                for line in integrity {
+                    problems.append(
+                        VerifyProblem(
+                            kind: "index-integrity", resourceID: nil, bundleID: nil, path: "spool.db",
+                            detail: line.split(whereSeparator: \.isNewline).joined(separator: " "),
+                            fix: "", fixed: false))
+                }
+            }
         }
-        for line in foreignKeys {
-            problems.append(
-                VerifyProblem(
-                    kind: "foreign-key", resourceID: nil, bundleID: nil, path: "spool.db", detail: line, fix: "",
-                    fixed: false))
+        try await checking("the foreign-key check") {
+            let foreignKeys = try await database.run { connection in
+                try connection.query(
+                    "PRAGMA foreign_key_check", [],
+                    {
+                        "\($0.text(0)) row \($0.int64(1)) refers to a missing \($0.text(2)) row"
+                    })
+            }
+            for line in foreignKeys {
+                problems.append(
+                    VerifyProblem(
+                        kind: "foreign-key", resourceID: nil, bundleID: nil, path: "spool.db", detail: line, fix: "",
+                        fixed: false))
+            }
         }
 
         // Payloads, a page of rows at a time; files are hashed off the index's queue.
@@ -932,121 +951,144 @@ extension SpoolStore {
         var bytesChecked: Int64 = 0
         var damaged: [(row: PayloadRow, kind: String, detail: String)] = []
         var afterID: Int64 = 0
-        while true {
-            let after = afterID
-            let page = try await database.run { connection in
-                try PayloadRow.page(connection, after: after, limit: Self.verifyPageSize)
-            }
-            guard let last = page.last else { break }
-            afterID = last.id
-            for row in page {
-                checked += 1
-                let found: (size: Int64, sha256: String)?
-                switch row.storage {
-                case .inline:
-                    found = row.inlineDigest
-                case .file:
-                    guard let path = row.path else {
-                        found = nil
-                        break
+        try await checking("reading the payload rows after resource \(afterID)") {
+            while true {
+                let after = afterID
+                let page = try await database.run { connection in
+                    try PayloadRow.page(connection, after: after, limit: Self.verifyPageSize)
+                }
+                guard let last = page.last else { break }
+                afterID = last.id
+                for row in page {
+                    checked += 1
+                    let found: (size: Int64, sha256: String)?
+                    switch row.storage {
+                    case .inline:
+                        found = row.inlineDigest
+                    case .file:
+                        guard let path = row.path else {
+                            found = nil
+                            break
+                        }
+                        found = try await BlockingIO.run { try fileDigest(root + "/" + path) }
+                    default:
+                        continue
                     }
-                    found = try await BlockingIO.run { try fileDigest(root + "/" + path) }
-                default:
-                    continue
-                }
-                guard let found else {
-                    let detail =
-                        row.storage == .inline
-                        ? "the inline bytes are missing from the index"
-                        : "the payload file \(row.path ?? "(no path)") is missing"
-                    damaged.append((row, "payload-missing", detail))
-                    continue
-                }
-                bytesChecked += found.size
-                if found.size != row.size {
-                    damaged.append((row, "corrupt-payload", "\(found.size) bytes, recorded \(row.size)"))
-                } else if found.sha256 != row.sha256 {
-                    damaged.append((row, "corrupt-payload", "SHA-256 \(found.sha256), recorded \(row.sha256)"))
+                    guard let found else {
+                        let detail =
+                            row.storage == .inline
+                            ? "the inline bytes are missing from the index"
+                            : "the payload file \(row.path ?? "(no path)") is missing"
+                        damaged.append((row, "payload-missing", detail))
+                        continue
+                    }
+                    bytesChecked += found.size
+                    if found.size != row.size {
+                        damaged.append((row, "corrupt-payload", "\(found.size) bytes, recorded \(row.size)"))
+                    } else if found.sha256 != row.sha256 {
+                        damaged.append((row, "corrupt-payload", "SHA-256 \(found.sha256), recorded \(row.sha256)"))
+                    }
                 }
             }
         }
         for (row, kind, detail) in damaged {
             let file = row.storage == .file ? row.path : nil
-            let outcome = try await settleDamagedPayload(row, kind: kind, detail: detail, fix: fix)
-            guard let outcome else { continue }  // changed meanwhile (delivered and removed): not a problem
-            problems.append(
-                VerifyProblem(
-                    kind: kind, resourceID: row.id, bundleID: row.bundleID, path: file, detail: detail,
-                    fix: outcome.fix, fixed: outcome.fixed))
+            try await checking("settling resource \(row.id)") {
+                let outcome = try await settleDamagedPayload(row, kind: kind, detail: detail, fix: fix)
+                guard let outcome else { return }  // changed meanwhile (delivered and removed): not a problem
+                problems.append(
+                    VerifyProblem(
+                        kind: kind, resourceID: row.id, bundleID: row.bundleID, path: file, detail: detail,
+                        fix: outcome.fix, fixed: outcome.fixed))
+            }
         }
 
         // Inline bytes kept for rows that are not inline.
-        let strayInline = try await database.run { connection in
-            try connection.query(
-                """
-                SELECT p.resource_id, r.bundle_id, r.payload_storage
-                FROM payloads p JOIN resources r ON r.id = p.resource_id
-                WHERE r.payload_storage != 'inline'
-                """, [], { ($0.int64(0), $0.text(1), $0.text(2)) })
-        }
-        for (id, bundleID, storage) in strayInline {
-            var fixed = false
-            if fix {
-                fixed = try await database.run { connection in
-                    try connection.execute(
-                        """
-                        DELETE FROM payloads WHERE resource_id = ?
-                          AND EXISTS (SELECT 1 FROM resources WHERE id = ? AND payload_storage != 'inline')
-                        """, [.integer(id), .integer(id)]) > 0
-                }
+        try await checking("looking for stray inline bytes") {
+            let strayInline = try await database.run { connection in
+                try connection.query(
+                    """
+                    SELECT p.resource_id, r.bundle_id, r.payload_storage
+                    FROM payloads p JOIN resources r ON r.id = p.resource_id
+                    WHERE r.payload_storage != 'inline'
+                    """, [], { ($0.int64(0), $0.text(1), $0.text(2)) })
             }
-            problems.append(
-                VerifyProblem(
-                    kind: "orphan-inline", resourceID: id, bundleID: bundleID, path: nil,
-                    detail: "inline bytes kept for a resource whose payload is '\(storage)'",
-                    fix: "remove the inline bytes", fixed: fixed))
+            for (id, bundleID, storage) in strayInline {
+                var fixed = false
+                if fix {
+                    fixed = try await database.run { connection in
+                        try connection.execute(
+                            """
+                            DELETE FROM payloads WHERE resource_id = ?
+                              AND EXISTS (SELECT 1 FROM resources WHERE id = ? AND payload_storage != 'inline')
+                            """, [.integer(id), .integer(id)]) > 0
+                    }
+                }
+                problems.append(
+                    VerifyProblem(
+                        kind: "orphan-inline", resourceID: id, bundleID: bundleID, path: nil,
+                        detail: "inline bytes kept for a resource whose payload is '\(storage)'",
+                        fix: "remove the inline bytes", fixed: fixed))
+            }
         }
 
-        // Files no row references.
-        let orphans = try await orphanPayloadFiles(minimumAge: orphanMinimumAge)
-        if fix { await removePayloadFiles(orphans) }
-        for path in orphans.sorted() {
-            problems.append(
-                VerifyProblem(
-                    kind: "orphan-file", resourceID: nil, bundleID: nil, path: path,
-                    detail: "no resource refers to this file", fix: "remove the file", fixed: fix))
+        // Files no row references. (Not when the index could not be read: every file would look like an orphan.)
+        if !problems.contains(where: { $0.kind == "index-integrity" }) {
+            let orphans = try await orphanPayloadFiles(minimumAge: orphanMinimumAge)
+            if fix { await removePayloadFiles(orphans) }
+            for path in orphans.sorted() {
+                problems.append(
+                    VerifyProblem(
+                        kind: "orphan-file", resourceID: nil, bundleID: nil, path: path,
+                        detail: "no resource refers to this file", fix: "remove the file", fixed: fix))
+            }
         }
         let filesInData = try await BlockingIO.run { countEntries(root + "/data") }
 
         // Multipart uploads started by this spool that no row references: the drainer aborts them at the destination.
-        for upload in try await orphanedUploads() {
-            problems.append(
-                VerifyProblem(
-                    kind: "orphan-upload", resourceID: nil, bundleID: nil, path: upload.key,
-                    detail:
-                        "multipart upload \(upload.uploadID) (destination \(upload.destinationID)) is referenced by "
-                        + "no resource; spool-drain aborts it", fix: "", fixed: false))
+        try await checking("looking for orphan multipart uploads") {
+            for upload in try await orphanedUploads() {
+                problems.append(
+                    VerifyProblem(
+                        kind: "orphan-upload", resourceID: nil, bundleID: nil, path: upload.key,
+                        detail:
+                            "multipart upload \(upload.uploadID) (destination \(upload.destinationID)) is referenced by "
+                            + "no resource; spool-drain aborts it", fix: "", fixed: false))
+            }
         }
 
-        let report = VerifyReport(
+        var report = VerifyReport(
             integrity: integrity, resourcesChecked: checked, bytesChecked: bytesChecked, filesInData: filesInData,
             problems: problems, fixRequested: fix)
         let now = clock.nowMilliseconds()
         let identity = self.identity
         let (resourcesChecked, hashedBytes) = (checked, bytesChecked)
-        try await database.run { connection in
-            try connection.transaction {
-                var counts: [String: Int] = [:]
-                for problem in report.problems { counts[problem.kind, default: 0] += 1 }
-                var detail = [
-                    "resources_checked": String(resourcesChecked), "bytes_checked": String(hashedBytes),
-                    "problems": String(report.problems.count), "fixed": String(report.fixedCount), "fix": String(fix),
-                    "integrity": integrity == ["ok"] ? "ok" : "failed",
-                ]
-                for (kind, count) in counts { detail["problems_" + kind.replacingHyphens()] = String(count) }
-                try Audit.append(connection, at: now, identity: identity, action: "operator.verify", detail: detail)
+        let recorded = report
+        let integrityOK = integrity == ["ok"]
+        do {
+            try await database.run { connection in
+                try connection.transaction {
+                    var counts: [String: Int] = [:]
+                    for problem in recorded.problems { counts[problem.kind, default: 0] += 1 }
+                    var detail = [
+                        "resources_checked": String(resourcesChecked), "bytes_checked": String(hashedBytes),
+                        "problems": String(recorded.problems.count), "fixed": String(recorded.fixedCount),
+                        "fix": String(fix), "integrity": integrityOK ? "ok" : "failed",
+                    ]
+                    for (kind, count) in counts { detail["problems_" + kind.replacingHyphens()] = String(count) }
+                    try Audit.append(connection, at: now, identity: identity, action: "operator.verify", detail: detail)
+                }
             }
+        } catch let error as SpoolError where error.code == .corrupt || error.code == .spoolFull {
+            // The report is what the operator asked for: a damaged index or a full disk that keeps the check out of
+            // the audit trail is one more problem to show, not a reason to show nothing.
+            problems.append(
+                VerifyProblem(
+                    kind: error.code == .corrupt ? "index-integrity" : "spool-full", resourceID: nil, bundleID: nil,
+                    path: "spool.db", detail: "the check could not be recorded in the audit trail: \(error.message)",
+                    fix: "", fixed: false))
         }
+        report.problems = problems
         return report
     }
 

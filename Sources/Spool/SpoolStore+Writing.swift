@@ -47,6 +47,8 @@ extension SpoolStore {
     static let writeBufferBytes = 1 << 20
     /// Room is reserved against `maxSpoolBytes` in steps of this size while a large stream is written.
     static let reservationStepBytes: Int64 = 4 << 20
+    /// How often a writer that met a full disk looks for room again.
+    static let diskFullPollInterval: Duration = .milliseconds(100)
 
     /// Appends a resource to an open bundle, consuming `chunks` one at a time (memory stays flat whatever the size),
     /// computing SHA-256 and CRC32C on the way, and returns once the resource is durable.
@@ -130,6 +132,8 @@ private final class ResourceWriter {
     private let buffer: WriteBuffer
     private var file: PayloadFile?
     private var reserved: Int64 = 0
+    /// When this resource stops waiting for a full disk to get room.
+    private var diskFullDeadline: ContinuousClock.Instant?
 
     init(store: SpoolStore, bundleID: String, url: String) {
         self.store = store
@@ -157,9 +161,12 @@ private final class ResourceWriter {
         guard buffer.count > 0 else { return }
         try await reserve(upTo: size)
         if file == nil {
-            file = try await PayloadFile.create(in: store.layout, namePrefix: bundleID)
+            let (layout, prefix) = (store.layout, bundleID)
+            file = try await waitingForDiskSpace { try await PayloadFile.create(in: layout, namePrefix: prefix) }
         }
-        try await file!.write(buffer)
+        let file = file!
+        let buffer = buffer
+        try await waitingForDiskSpace { try await file.write(buffer) }
         buffer.removeAll()
     }
 
@@ -176,7 +183,12 @@ private final class ResourceWriter {
             bundleID: bundleID, name: name, url: draft.url, contentType: draft.contentType,
             statusCode: draft.statusCode, metadataJSON: MetadataJSON.encode(draft.metadata), size: size,
             sha256: sha256.finalize().hexString, crc32c: crc32c.value, payload: payload)
-        let resource = try await store.committer.commit(item)
+        let committer = store.committer
+        // A commit that SQLite refused with SQLITE_FULL was rolled back whole: trying it again cannot make two rows.
+        // (Not after a failed fsync: whether those WAL frames count is not known.)
+        let resource = try await waitingForDiskSpace(
+            retrying: { ($0.underlying as? SQLiteResultError)?.isDiskFull == true }
+        ) { try await committer.commit(item) }
         store.capacity.release(reserved, committedBytes: size)
         reserved = 0
         return resource
@@ -187,6 +199,36 @@ private final class ResourceWriter {
         if let file { await file.discard() }
         store.capacity.release(reserved, committedBytes: 0)
         reserved = 0
+    }
+
+    /// Runs `operation`; while it fails because the disk is full, waits for room (a drainer delivering and removing
+    /// payloads) and tries again, for up to `spoolFullWait` from the first failure in this resource. Then the
+    /// failure is thrown as `spoolFull`, saying how long it waited.
+    private func waitingForDiskSpace<T>(
+        retrying: (SpoolError) -> Bool = { _ in true }, _ operation: () async throws -> T
+    ) async throws -> T {
+        while true {
+            do {
+                return try await operation()
+            } catch let error as SpoolError where error.code == .spoolFull && retrying(error) {
+                let wait = store.options.spoolFullWait
+                let deadline = diskFullDeadline ?? ContinuousClock.now + wait
+                diskFullDeadline = deadline
+                let layout = store.layout
+                while ContinuousClock.now < deadline {
+                    try await Task.sleep(for: SpoolStore.diskFullPollInterval)
+                    let needed = Int64(buffer.count)
+                    if await BlockingIO.value({ layout.diskHasRoomForWriters(needing: needed) }) { break }
+                }
+                guard ContinuousClock.now < deadline else {
+                    throw SpoolError(
+                        .spoolFull,
+                        "the disk holding spool '\(layout.root)' is full and nothing was freed within \(wait); the "
+                            + "resource for \(Validation.quoted(url)) was not kept. Run spool-drain, purge delivered "
+                            + "payloads, or free space on the disk", underlying: error)
+                }
+            }
+        }
     }
 
     private func reserve(upTo total: Int64) async throws {

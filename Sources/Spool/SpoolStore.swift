@@ -64,7 +64,26 @@ public final class SpoolStore: Sendable {
                 connection, spoolDirectory: layout.root, now: options.clock.nowMilliseconds())
         }
         let removed = try layout.removeCrashLeftovers()
+        layout.ensureHeadroom()
         return try SpoolStore(layout: layout, options: options, database: database, removed: removed)
+    }
+
+    /// Deletes the spool's headroom file (`SpoolLayout.headroomBytes` set aside on its disk), so that the next
+    /// commits find room on a full disk. For drainers: they free space by delivering, which takes commits.
+    ///
+    /// - Returns: whether there was a file to delete.
+    public func releaseHeadroom() async -> Bool {
+        let layout = self.layout
+        return await BlockingIO.value { layout.releaseHeadroom() }
+    }
+
+    /// Makes the headroom file again once the disk has room for it and as much again (best effort).
+    ///
+    /// - Returns: whether the file is in place.
+    @discardableResult
+    public func ensureHeadroom() async -> Bool {
+        let layout = self.layout
+        return await BlockingIO.value { layout.ensureHeadroom() }
     }
 
     /// Opens the spool, runs `body` with it, and lets it go.

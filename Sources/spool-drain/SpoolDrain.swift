@@ -36,7 +36,8 @@ struct SpoolDrain: AsyncParsableCommand {
             --emf-file write Embedded Metric Format lines instead. Metrics failures are logged, never fatal.
 
             Exit status: 0 success (resources that failed are kept in the spool: see spool-inspect); 1 failure; \
-            73 spool not writable or too new; 2 no spool at the path.
+            2 no spool at the path; 73 spool not writable or too new; 75 the index stayed locked; 76 the spool \
+            index is damaged (a damaged payload only fails its resource: delivery goes on).
             """)
 
     @OptionGroup var spoolDirectory: SpoolDirectoryOptions
@@ -50,7 +51,7 @@ struct SpoolDrain: AsyncParsableCommand {
     @Option(help: "Resources (and transfers) in flight at once.")
     var concurrency = 8
 
-    @Option(help: "Lease length in seconds; renewed every third of it while an upload runs.")
+    @Option(help: "Lease length in seconds (5...3600); renewed every third of it while an upload runs.")
     var leaseSeconds: Double = 60
 
     @Option(help: "Bound on one object's upload, in seconds (default: the destination's uploadTimeout, 900).")
@@ -90,7 +91,9 @@ struct SpoolDrain: AsyncParsableCommand {
 
     func validate() throws {
         guard concurrency >= 1 && concurrency <= 256 else { throw ValidationError("--concurrency must be 1...256") }
-        guard leaseSeconds >= 5 else { throw ValidationError("--lease-seconds must be at least 5") }
+        guard leaseSeconds >= 5 && leaseSeconds <= 3600 else {
+            throw ValidationError("--lease-seconds must be 5...3600")
+        }
         guard StandardErrorLogHandler.Format(rawValue: logFormat) != nil else {
             throw ValidationError("--log-format must be json or text")
         }
@@ -98,6 +101,9 @@ struct SpoolDrain: AsyncParsableCommand {
             throw ValidationError("--log-level '\(logLevel)' is not a level: trace, debug, info, notice, warning, error")
         }
         if once && untilDone { throw ValidationError("give --once or --until-done, not both") }
+        if let caBundle, !FileManager.default.isReadableFile(atPath: caBundle) {
+            throw ValidationError("--ca-bundle '\(caBundle)' is not a readable file of PEM certificates")
+        }
         try metrics.validate()
     }
 

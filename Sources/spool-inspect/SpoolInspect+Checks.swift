@@ -81,6 +81,14 @@ extension SpoolInspect {
             }
             lines.append(table.render())
             lines.append("")
+            let orphanFiles = report.problems.filter { $0.kind == "orphan-file" }.count
+            if orphanFiles > 100 {
+                lines.append(
+                    "\(orphanFiles) payload files are referenced by no resource: the index may have lost its latest "
+                        + "commits (a damaged or truncated WAL, a restored backup). They are the only copy of those "
+                        + "resources: keep them until you know (spool-drain does not remove that many).")
+                lines.append("")
+            }
             let count = report.problems.count
             if report.fixRequested {
                 lines.append("\(count) problem\(count == 1 ? "" : "s") found, \(report.fixedCount) fixed.")

@@ -35,7 +35,7 @@ struct SpoolLoad: AsyncParsableCommand {
     @Option(help: "Key prefix.")
     var prefix = ""
 
-    @Option(help: "Bundles to write (ignored with --forever).")
+    @Option(help: "Bundles to write (ignored with --forever and --seconds).")
     var bundles = 1
 
     @Option(help: "Resources per bundle.")
@@ -67,6 +67,12 @@ struct SpoolLoad: AsyncParsableCommand {
 
     @Flag(help: "Keep writing bundles until killed.")
     var forever = false
+
+    @Option(help: "Keep writing bundles for this many seconds (the bundle in progress is finished and sealed).")
+    var seconds: Double?
+
+    @Option(help: "Milliseconds to wait between bundles (paces a long run).")
+    var bundlePauseMs = 0
 
     @Flag(help: "Leave the last bundle open (do not seal).")
     var leaveOpen = false
@@ -103,7 +109,9 @@ struct SpoolLoad: AsyncParsableCommand {
             }
             var sizes = SplitMix64(seed: seed)
             var bundleNumber = 0
-            while forever || bundleNumber < bundles {
+            let deadline = seconds.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }
+            while deadline.map({ ContinuousClock.now < $0 }) ?? (forever || bundleNumber < bundles) {
+                if bundleNumber > 0 && bundlePauseMs > 0 { try await Task.sleep(for: .milliseconds(bundlePauseMs)) }
                 bundleNumber += 1
                 let bundleID = PipelineStorage.newBundleID()
                 let plan = (0..<resources).map { index -> (Int64, UInt64) in

@@ -188,6 +188,9 @@ struct DestinationOptions: ParsableArguments {
     @Flag(help: "Let spool-drain create the bucket when missing.")
     var createBucket = false
 
+    @Flag(help: "Allow a plain http:// endpoint that is not loopback (data crosses the network in the clear).")
+    var allowInsecureHttp = false
+
     func validate() throws {
         if bucket != nil && directory != nil { throw ValidationError("give --bucket or --directory, not both") }
         if bucket == nil && directory == nil && (region != nil || endpoint != nil || storageClass != nil) {
@@ -199,7 +202,14 @@ struct DestinationOptions: ParsableArguments {
         var options = StorageOptions()
         options.storageClass = storageClass
         options.createBucket = createBucket
+        options.allowInsecureHTTP = allowInsecureHttp
         try options.validate()
+        if let endpoint, DestinationSpec.isPlainHTTPToRemoteHost(endpoint), !allowInsecureHttp {
+            throw SpoolError(
+                .invalidConfiguration,
+                "endpoint '\(endpoint)' is plain HTTP to a host that is not loopback: credentials and data would cross "
+                    + "the network in the clear; use https, or pass --allow-insecure-http if you really mean it")
+        }
         if let bucket {
             return try .s3(bucket: bucket, region: region, endpoint: endpoint, optionsJSON: options.encodedJSON())
         }

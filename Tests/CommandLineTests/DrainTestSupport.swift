@@ -86,23 +86,36 @@ struct DrainScenario {
     func manifestKey(_ bundle: String) -> String { prefix + bundle + "/_bundle.json" }
 }
 
-/// A tool running as a child process, standard error (the log) into a file. Waiting never blocks a thread.
+/// A tool running as a child process, standard error (the log) into a file, standard output into another one or
+/// nowhere. Waiting never blocks a thread.
 final class ChildProcess {
     let process = Process()
     let logPath: String
+    let outputPath: String?
     let startedAt = ContinuousClock.now
 
-    init(tool: String, arguments: [String], environment: [String: String], logPath: String) throws {
+    init(
+        tool: String, arguments: [String], environment: [String: String], logPath: String, outputPath: String? = nil
+    ) throws {
         self.logPath = logPath
+        self.outputPath = outputPath
         process.executableURL = URL(fileURLWithPath: binDirectory + "/" + tool)
         process.arguments = arguments
         process.environment = environment
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
+        if let outputPath {
+            _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        } else {
+            process.standardOutput = FileHandle.nullDevice
+        }
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         try process.run()
     }
+
+    /// What it wrote to standard output so far (empty when it was not kept).
+    var output: String { outputPath.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? "" }
 
     var pid: Int32 { process.processIdentifier }
     var isRunning: Bool { process.isRunning }
@@ -204,35 +217,72 @@ private struct Downloaded: Sendable {
     var metadataSHA256: String?
 }
 
+/// What the end-to-end check after a drain found wrong, by kind (every list empty: delivered exactly once).
+struct DeliveryReport {
+    /// Acknowledged resources (or sealed bundles' `_bundle.json`) with no object at their key.
+    var missingKeys: [String] = []
+    /// Objects under the prefix that nothing acknowledged.
+    var unexpectedKeys: [String] = []
+    /// Keys with more than one version, and how many.
+    var duplicatedKeys: [String: Int] = [:]
+    /// Delete markers under the prefix.
+    var deleteMarkers: [String] = []
+    /// Objects whose bytes (size, SHA-256) or `x-amz-meta-sha256` differ from what was acknowledged.
+    var corruptObjects: [String] = []
+    /// `_bundle.json` documents that do not list their bundle exactly, or are older than a resource.
+    var manifestProblems: [String] = []
+    /// Multipart uploads left in the bucket.
+    var uploadsLeft: [String] = []
+    /// Acknowledged resources the spool does not hold as `done` with the object's version.
+    var spoolProblems: [String] = []
+
+    /// Acknowledged resources that did not arrive: missing objects, and rows not done.
+    var lost: Int { missingKeys.count + spoolProblems.filter { $0.hasPrefix("not done") }.count }
+    /// Versions beyond the first, and delete markers.
+    var duplicates: Int { duplicatedKeys.values.reduce(0) { $0 + $1 - 1 } + deleteMarkers.count }
+}
+
 /// The end-to-end check after a drain: in the bucket, every acknowledged resource and every sealed bundle's
 /// `_bundle.json` exists with exactly one version (no delete markers, nothing else under the prefix), with the
 /// acknowledged bytes; each `_bundle.json` lists its resources and is no older than any of them; no multipart upload
 /// is left. In the spool, every resource and manifest is `done`, every bundle `delivered`, nothing pending or failed,
 /// and the recorded version ids are the ones in the bucket.
 func verifyDeliveredExactlyOnce(_ scenario: DrainScenario) async throws {
+    let report = try await deliveryReport(scenario)
+    #expect(report.deleteMarkers.isEmpty, "delete markers: \(report.deleteMarkers)")
+    #expect(report.duplicatedKeys.isEmpty, "keys with more than one version: \(report.duplicatedKeys)")
+    #expect(report.missingKeys.isEmpty, "missing: \(report.missingKeys.sorted())")
+    #expect(report.unexpectedKeys.isEmpty, "unexpected: \(report.unexpectedKeys.sorted())")
+    #expect(report.corruptObjects.isEmpty, "objects that differ from what was acknowledged: \(report.corruptObjects)")
+    #expect(report.manifestProblems.isEmpty, "\(report.manifestProblems)")
+    #expect(report.uploadsLeft.isEmpty, "multipart uploads left: \(report.uploadsLeft)")
+    #expect(report.spoolProblems.isEmpty, "\(report.spoolProblems.prefix(10))")
+}
+
+/// Compares the bucket and the spool with what was acknowledged (see `verifyDeliveredExactlyOnce`).
+func deliveryReport(_ scenario: DrainScenario) async throws -> DeliveryReport {
+    var report = DeliveryReport()
     let client = scenario.client
     let bucket = scenario.bucket
 
     // Exactly one version of exactly the expected keys.
     let versions = try await client.listAllObjectVersions(bucket: bucket, prefix: scenario.prefix)
-    #expect(versions.filter(\.isDeleteMarker).isEmpty, "delete markers: \(versions.filter(\.isDeleteMarker))")
+    report.deleteMarkers = versions.filter(\.isDeleteMarker).map(\.key)
     let versionsByKey = Dictionary(grouping: versions.filter { !$0.isDeleteMarker }, by: \.key)
-    let duplicated = versionsByKey.filter { $0.value.count != 1 }.mapValues(\.count)
-    #expect(duplicated.isEmpty, "keys with more than one version: \(duplicated)")
+    report.duplicatedKeys = versionsByKey.filter { $0.value.count != 1 }.mapValues(\.count)
     let expectedKeys = Set(scenario.writes.map(\.key)).union(scenario.sealed.map(scenario.manifestKey))
     let presentKeys = Set(versionsByKey.keys)
-    #expect(expectedKeys.subtracting(presentKeys).isEmpty, "missing: \(expectedKeys.subtracting(presentKeys).sorted())")
-    #expect(
-        presentKeys.subtracting(expectedKeys).isEmpty, "unexpected: \(presentKeys.subtracting(expectedKeys).sorted())")
+    report.missingKeys = expectedKeys.subtracting(presentKeys).sorted()
+    report.unexpectedKeys = presentKeys.subtracting(expectedKeys).sorted()
 
     // The bytes: every acknowledged resource downloaded (large ones streamed to a file) and hashed.
     let downloadDirectory = scenario.directory + "/downloads"
     try FileManager.default.createDirectory(atPath: downloadDirectory, withIntermediateDirectories: true)
-    let downloads = try await withThrowingTaskGroup(of: Downloaded.self) { group -> [String: Downloaded] in
+    let downloads = try await withThrowingTaskGroup(of: Downloaded?.self) { group -> [String: Downloaded] in
         var results: [String: Downloaded] = [:]
         var started = 0
-        for write in scenario.writes {
-            if started >= 4, let done = try await group.next() { results[done.key] = done }
+        for write in scenario.writes where presentKeys.contains(write.key) {
+            if started >= 4, let done = try await group.next(), let done { results[done.key] = done }
             started += 1
             group.addTask {
                 if write.size >= 8 << 20 {
@@ -250,14 +300,18 @@ func verifyDeliveredExactlyOnce(_ scenario: DrainScenario) async throws {
                     lastModified: metadata.lastModified, metadataSHA256: metadata.metadata["sha256"])
             }
         }
-        for try await done in group { results[done.key] = done }
+        for try await done in group { if let done { results[done.key] = done } }
         return results
     }
     for write in scenario.writes {
         guard let object = downloads[write.key] else { continue }
-        #expect(object.size == write.size, "\(write.key): size \(object.size), acknowledged \(write.size)")
-        #expect(object.sha256 == write.sha256, "\(write.key): content differs from what was acknowledged")
-        #expect(object.metadataSHA256 == write.sha256, "\(write.key): x-amz-meta-sha256")
+        if object.size != write.size {
+            report.corruptObjects.append("\(write.key): size \(object.size), acknowledged \(write.size)")
+        } else if object.sha256 != write.sha256 {
+            report.corruptObjects.append("\(write.key): content differs from what was acknowledged")
+        } else if object.metadataSHA256 != write.sha256 {
+            report.corruptObjects.append("\(write.key): x-amz-meta-sha256 \(object.metadataSHA256 ?? "missing")")
+        }
     }
 
     // Each _bundle.json: one version, lists exactly its resources with their digests and versions, written last.
@@ -266,58 +320,64 @@ func verifyDeliveredExactlyOnce(_ scenario: DrainScenario) async throws {
         let key = scenario.manifestKey(bundle)
         guard presentKeys.contains(key) else { continue }
         let (bytes, metadata) = try await client.getObjectBytes(bucket: bucket, key: key)
-        let document = try #require(
-            try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any], "\(key) is not a JSON object")
-        #expect(document["bundle_id"] as? String == bundle)
-        let entries = try #require(document["resources"] as? [[String: Any]], "\(key) has no resources")
+        guard let document = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+            document["bundle_id"] as? String == bundle, let entries = document["resources"] as? [[String: Any]]
+        else {
+            report.manifestProblems.append("\(key) is not a _bundle.json of \(bundle)")
+            continue
+        }
         let bundleWrites = writesByBundle[bundle] ?? []
-        #expect(entries.count == bundleWrites.count, "\(key): \(entries.count) entries, \(bundleWrites.count) written")
+        if entries.count != bundleWrites.count {
+            report.manifestProblems.append("\(key): \(entries.count) entries, \(bundleWrites.count) written")
+        }
         let entriesByKey = Dictionary(
             entries.compactMap { entry in (entry["key"] as? String).map { ($0, entry) } },
             uniquingKeysWith: { first, _ in first })
         for write in bundleWrites {
             let entry = entriesByKey[write.key]
-            #expect(entry?["sha256"] as? String == write.sha256, "\(key): entry for \(write.key)")
-            #expect((entry?["size"] as? NSNumber)?.int64Value == write.size, "\(key): size of \(write.key)")
-            if let listed = versionsByKey[write.key]?.first?.versionID {
-                #expect(entry?["version_id"] as? String == listed, "\(key): version of \(write.key)")
+            if entry?["sha256"] as? String != write.sha256 || (entry?["size"] as? NSNumber)?.int64Value != write.size {
+                report.manifestProblems.append("\(key): entry for \(write.key)")
+            }
+            if let listed = versionsByKey[write.key]?.first?.versionID, entry?["version_id"] as? String != listed {
+                report.manifestProblems.append("\(key): version of \(write.key)")
             }
         }
         let newestResource = bundleWrites.compactMap { downloads[$0.key]?.lastModified }.max()
         if let manifestTime = metadata.lastModified, let newestResource {
-            #expect(manifestTime >= newestResource, "\(key) is older than one of its resources")
-        } else {
-            Issue.record("\(key): no Last-Modified to compare")
+            if manifestTime < newestResource { report.manifestProblems.append("\(key) is older than a resource") }
+        } else if !bundleWrites.isEmpty {
+            report.manifestProblems.append("\(key): no Last-Modified to compare")
         }
     }
 
     // No multipart upload left behind, anywhere in the bucket.
-    let uploads = try await client.listAllMultipartUploads(bucket: bucket)
-    #expect(uploads.isEmpty, "multipart uploads left: \(uploads.map { "\($0.key) \($0.uploadID)" })")
+    report.uploadsLeft = try await client.listAllMultipartUploads(bucket: bucket).map { "\($0.key) \($0.uploadID)" }
 
     // The spool agrees: all done, all delivered, the version ids recorded are the ones in the bucket.
     let spool = try SpoolStore.open(scenario.spoolDirectory)
     let rows = try await spool.listResources(ResourceFilter(limit: 1_000_000, includeManifests: true))
     let rowsByID = Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0) })
-    let notDone = rows.filter { $0.state != .done }.prefix(10).map {
-        "\($0.id) \($0.state) \($0.lastErrorCode ?? "") \($0.lastErrorMessage ?? "")"
+    for row in rows where row.state != .done {
+        report.spoolProblems.append(
+            "not done: \(row.id) \(row.state) \(row.lastErrorCode ?? "") \(row.lastErrorMessage ?? "")")
     }
-    #expect(notDone.isEmpty, "not done: \(notDone)")
     for write in scenario.writes {
-        let row = try #require(rowsByID[write.id], "acknowledged resource \(write.id) is not in the spool")
-        #expect(row.objectKey == write.key)
-        #expect(
-            row.versionID != nil && row.versionID == versionsByKey[write.key]?.first?.versionID,
-            "resource \(write.id): recorded version \(row.versionID ?? "nil") is not the object's")
+        guard let row = rowsByID[write.id] else {
+            report.spoolProblems.append("not done: acknowledged resource \(write.id) is not in the spool")
+            continue
+        }
+        if row.objectKey != write.key { report.spoolProblems.append("resource \(write.id): key \(row.objectKey)") }
+        if row.state == .done, row.versionID == nil || row.versionID != versionsByKey[write.key]?.first?.versionID {
+            report.spoolProblems.append(
+                "resource \(write.id): recorded version \(row.versionID ?? "nil") is not the object's")
+        }
     }
-    for bundle in scenario.sealed {
-        #expect(try await spool.bundle(bundle)?.state == .delivered, "bundle \(bundle) is not delivered")
+    for bundle in scenario.sealed where try await spool.bundle(bundle)?.state != .delivered {
+        report.spoolProblems.append("bundle \(bundle) is not delivered")
     }
     let status = try await spool.status()
-    for total in status.resources where total.state != "done" {
-        #expect(total.count == 0, "\(total.count) resources \(total.state)")
-    }
-    #expect(status.manifestsPending == 0)
-    #expect(status.failuresByCode.isEmpty, "failures: \(status.failuresByCode)")
-    #expect(status.pausedDestinations.isEmpty, "paused: \(status.pausedDestinations)")
+    if status.manifestsPending != 0 { report.spoolProblems.append("\(status.manifestsPending) manifests pending") }
+    if !status.failuresByCode.isEmpty { report.spoolProblems.append("failures: \(status.failuresByCode)") }
+    if !status.pausedDestinations.isEmpty { report.spoolProblems.append("paused: \(status.pausedDestinations)") }
+    return report
 }

@@ -18,11 +18,11 @@ struct ToolResult {
     var stderr: String
 }
 
-/// Runs a built tool to completion with optional standard input.
+/// Runs a built tool (or, given an absolute path, any program) to completion with optional standard input.
 func runTool(_ name: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws
     -> ToolResult
 {
-    try runProgram(binDirectory + "/" + name, arguments, stdin: stdin, environment: environment)
+    try runProgram(name.hasPrefix("/") ? name : binDirectory + "/" + name, arguments, stdin: stdin, environment: environment)
 }
 
 /// Runs any program to completion with optional standard input.

@@ -40,9 +40,11 @@ struct DrainerLifecycleTests {
             let spooled = try await spoolSmall(storage, bundle: "slow", count: 6)
             var options = testDrainOptions()
             options.concurrency = 3
-            options.leaseDuration = .milliseconds(600)
+            // Renewed every 500 ms: a renewal must be a second late to lose a lease (600 ms leases lost some when
+            // the whole suite ran in parallel on two loaded cores).
+            options.leaseDuration = .milliseconds(1_500)
             let stores = Shared<[InstrumentedStore]>([])
-            let resolve = slowStores(delay: .milliseconds(1_300), stores: stores)
+            let resolve = slowStores(delay: .milliseconds(3_200), stores: stores)
             let drainers = (0..<2).map { _ in
                 Drainer(spool: storage.spool, options: options, logger: testLogger(), resolveStore: resolve)
             }
@@ -177,6 +179,7 @@ struct DrainerLifecycleTests {
             var options = testDrainOptions(untilDone: false)
             options.once = true
             options.retainDelivered = true
+            options.maximumRetryDelay = .seconds(60)
             let start = ContinuousClock.now
             let progress = try await drain(
                 storage.spool, options: options,

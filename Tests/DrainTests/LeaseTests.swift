@@ -26,12 +26,7 @@ struct LeaseTests {
     func fencing() async throws {
         try await withTestDirectory { directory in
             // Time is moved by hand, not slept through: a loaded machine must not expire a lease early.
-            let clock = ManualClock()
-            var spoolOptions = SpoolOptions()
-            spoolOptions.clock = clock
-            let storage = try PipelineStorage(
-                directory: directory.target, prefix: "", options: testStorageOptions(),
-                spool: .directory(directory.spool), spoolOptions: spoolOptions)
+            let (storage, clock) = try storageOnManualClock(directory)
             let spool = storage.spool
             let spooled = try await storage.withBundle("leased") { bundle in
                 [
@@ -170,6 +165,19 @@ struct LeaseTests {
             #expect(ContinuousClock.now - start >= .milliseconds(150), "the wait returned at once")
         }
     }
+}
+
+/// Storage to the directory target whose spool stamps rows with a `ManualClock`.
+func storageOnManualClock(_ directory: TestDirectory, options: StorageOptions = testStorageOptions()) throws
+    -> (storage: PipelineStorage, clock: ManualClock)
+{
+    let clock = ManualClock()
+    var spoolOptions = SpoolOptions()
+    spoolOptions.clock = clock
+    let storage = try PipelineStorage(
+        directory: directory.target, prefix: "", options: options, spool: .directory(directory.spool),
+        spoolOptions: spoolOptions)
+    return (storage, clock)
 }
 
 /// A wall clock that only moves when told to.
