@@ -120,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "pipeline-fuzz",
             dependencies: [
-                "S3", "PipelineStorage", "CommandLineSupport",
+                "S3", "CredentialChain", "PipelineStorage", "CommandLineSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

@@ -2,13 +2,13 @@
 /// `credential_process`, and for `[profile "name"]` headers): whitespace separates words; single quotes keep
 /// everything literally; double quotes keep everything but `\"` and `\\`; outside quotes a backslash takes the next
 /// character literally. No variables, globs, pipes or comments: nothing is given to a shell.
-enum ShellWords {
+package enum ShellWords {
     /// Why a line could not be split.
-    struct SplitError: Error, Equatable {
-        let reason: String
+    package struct SplitError: Error, Equatable {
+        package let reason: String
     }
 
-    static func split(_ line: String) throws(SplitError) -> [String] {
+    package static func split(_ line: String) throws(SplitError) -> [String] {
         enum State { case between, word, single, double }
         var words: [String] = []
         var word = ""

@@ -1,5 +1,6 @@
 import Foundation
 import PipelineStorage
+import CredentialChain
 import S3
 
 /// What is fuzzed: the parsers that read bytes from outside — S3's XML answers, and the configuration (a JSON file
@@ -11,6 +12,9 @@ enum FuzzTarget: String, CaseIterable, Sendable {
     case configFile = "config-file"
     /// `ApplicationStorageConfiguration.load` with the bytes as `PIPELINE_STORAGE_*` variables.
     case configEnvironment = "config-env"
+    /// The AWS shared config/credentials parser (`AWSConfigFile.parse`), then every profile's keys, nested sections
+    /// and `credential_process` command line (`ShellWords.split`), as the credential chain reads them.
+    case profile
 
     /// Runs the target on one input.
     ///
@@ -20,6 +24,7 @@ enum FuzzTarget: String, CaseIterable, Sendable {
         case .xml: return Self.parseXML(bytes)
         case .configFile: return Self.loadConfigurationFile(bytes, path: scratchFile)
         case .configEnvironment: return Self.loadConfigurationEnvironment(bytes)
+        case .profile: return Self.parseProfiles(bytes)
         }
     }
 
@@ -41,6 +46,26 @@ enum FuzzTarget: String, CaseIterable, Sendable {
             return visited > 1 ? "ok: elements" : "ok: one element"
         } catch {
             return "XMLParseError"
+        }
+    }
+
+    private static func parseProfiles(_ bytes: [UInt8]) -> String {
+        do {
+            let file = try AWSConfigFile.parse(String(decoding: bytes, as: UTF8.self), path: "fuzz/config")
+            var keys = 0
+            for section in file.sections {
+                for key in ["aws_access_key_id", "role_arn", "source_profile", "s3", "region", "duration_seconds"] {
+                    if case .section(let nested)? = section.entries[key]?.value { keys += nested.count }
+                    if case .string? = section.entries[key]?.value { keys += 1 }
+                }
+                if case .string(let command)? = section.entries["credential_process"]?.value {
+                    _ = try? ShellWords.split(command)
+                }
+            }
+            _ = file.section("default")
+            return keys > 0 ? "ok: keys" : "ok"
+        } catch {
+            return "S3Error " + error.code
         }
     }
 
@@ -85,6 +110,7 @@ enum FuzzTarget: String, CaseIterable, Sendable {
         switch self {
         case .xml: return Self.xmlSeeds.map { Array($0.utf8) }
         case .configFile: return Self.configurationSeeds.map { Array($0.utf8) }
+        case .profile: return Self.profileSeeds.map { Array($0.utf8) }
         case .configEnvironment:
             let settings = ApplicationStorageConfiguration.settings
             let values = ["s3", "file", "64MiB", "30s", "1h30m", "true", "no", "aws:kms", "batched", "5ms", "0", "1e3"]
@@ -115,6 +141,13 @@ enum FuzzTarget: String, CaseIterable, Sendable {
                 "\"spool.batchMaxDelay\":", "\"1.5GiB\"", "\"9999999TiB\"", "\"1h30m\"", "\"99999999999999w\"",
                 "\"inf\"", "\"nan\"", "\"-5s\"", "\"1e300s\"", "\"{environment}\"",
             ]
+        case .profile:
+            tokens = [
+                "[", "]", "[profile ", "[default]", "[sso-session x]", "=", " = ", "\n", "\r\n", "\r", "#", ";", " #",
+                "\t", "  ", "aws_access_key_id", "aws_secret_access_key", "role_arn", "source_profile",
+                "credential_process", "s3 =\n  max_concurrent_requests = 10", "\"", "'", "\\", "$HOME", "~",
+                "\u{0}", "\u{FEFF}", "é", "duration_seconds = 99999999999999999999",
+            ]
         case .configEnvironment:
             tokens = [
                 "\n", "0", "-1", "1e999", "inf", "nan", "NaN", "-0", "9223372036854775808", "1.5", "64MiB", "1e300",
@@ -124,6 +157,28 @@ enum FuzzTarget: String, CaseIterable, Sendable {
         }
         return tokens.map { Array($0.utf8) }
     }
+
+    static let profileSeeds = [
+        """
+        [default]
+        aws_access_key_id = AKIDEXAMPLE
+        aws_secret_access_key = wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY ; not a comment
+        region = eu-west-1
+        s3 =
+          max_concurrent_requests = 10
+          addressing_style = path
+        # a comment
+
+        [profile chained]
+        role_arn = arn:aws:iam::123456789012:role/Fetcher
+        source_profile = default
+        external_id = abc
+        duration_seconds = 900
+        credential_process = /usr/bin/env "helper tool" --profile 'x y' \\escaped
+        """,
+        "[profile web]\r\nweb_identity_token_file = /var/run/token\r\nrole_arn=arn:aws:iam::1:role/x\r\n",
+        "[x]\n\tkey = value\n  continued\n",
+    ]
 
     static let xmlSeeds = [
         """

@@ -92,6 +92,7 @@ struct MutationFuzzer {
         case .xml: (open, close) = ("<a>", "</a>")
         case .configFile: (open, close) = pick(2) == 0 ? ("[", "]") : ("{\"s3\":", "}")
         case .configEnvironment: (open, close) = ("\u{1}(", ")")
+        case .profile: (open, close) = ("[profile a]\ns3 =\n  ", "\n")
         }
         let closing = pick(4) == 0 ? 0 : depth  // sometimes never closed
         return Array(String(repeating: open, count: depth).utf8) + base.prefix(64)

@@ -57,10 +57,11 @@ import ArgumentParser
 struct PipelineFuzz: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline-fuzz",
-        abstract: "Fuzz a parser that reads outside bytes: S3's XML answers or the storage configuration.",
+        abstract: "Fuzz a parser that reads outside bytes: S3's XML answers, the storage configuration, AWS profiles.",
         discussion: """
             Targets: xml (XMLNode.parse and its accessors), config-file (ApplicationStorageConfiguration.load of a \
-            JSON file), config-env (the same from PIPELINE_STORAGE_* variables). Deterministic: the same --seed and \
+            JSON file), config-env (the same from PIPELINE_STORAGE_* variables), profile (the AWS shared \
+            config/credentials parser and credential_process splitting). Deterministic: the same --seed and \
             --runs make the same inputs. Prints one line: target, runs, outcomes by kind, largest input, seconds. \
             A crash kills the process; --show-input N prints input N (base64) to reproduce it.
 

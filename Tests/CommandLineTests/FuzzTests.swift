@@ -7,7 +7,7 @@ import Testing
 struct FuzzTests {
     @Test(
         "No crash over a fixed number of mutated inputs",
-        arguments: [("xml", 20_000), ("config-file", 5_000), ("config-env", 2_000)])
+        arguments: [("xml", 20_000), ("config-file", 5_000), ("config-env", 2_000), ("profile", 5_000)])
     func noCrash(target: String, runs: Int) throws {
         let result = try runTool("pipeline-fuzz", [target, "--runs", String(runs), "--seed", "20261124"])
         #expect(
