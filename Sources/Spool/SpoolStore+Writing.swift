@@ -146,17 +146,25 @@ private final class ResourceWriter {
 
     var bufferIsFull: Bool { buffer.isFull }
 
-    /// Hashes and buffers as much of `bytes` as fits; returns how much it took.
+    /// Buffers as much of `bytes` as fits; returns how much it took. The bytes are hashed when the buffer is written
+    /// (or committed inline), at the same time as the write.
     func take(_ bytes: UnsafeRawBufferPointer) -> Int {
         let taken = UnsafeRawBufferPointer(rebasing: bytes.prefix(buffer.remainingCapacity))
-        sha256.update(taken)
-        crc32c.update(taken)
         buffer.append(taken)
         size += Int64(taken.count)
         return taken.count
     }
 
-    /// Writes the buffer to the payload file (creating it on first use).
+    /// SHA-256 and CRC32C over what the buffer holds.
+    private func hashBuffered() {
+        let bytes = UnsafeRawBufferPointer(start: buffer.base, count: buffer.count)
+        sha256.update(bytes)
+        crc32c.update(bytes)
+    }
+
+    /// Writes the buffer to the payload file (creating it on first use), hashing it meanwhile: the write(2) runs on a
+    /// blocking-I/O thread and the CRC32C in a child task while this task computes the SHA-256 of the same bytes, so a
+    /// chunk costs the longest of them rather than their sum (on a disk as fast as SHA-256, about half the time).
     func flush() async throws {
         guard buffer.count > 0 else { return }
         try await reserve(upTo: size)
@@ -166,7 +174,32 @@ private final class ResourceWriter {
         }
         let file = file!
         let buffer = buffer
-        try await waitingForDiskSpace { try await file.write(buffer) }
+        var firstFailure: (any Error)?
+        // The child computes the CRC32C too (a tenth of SHA-256's cost), which evens out the two sides.
+        let crcBefore = crc32c.value
+        async let checksum: CRC32C = {
+            var crc = CRC32C(resuming: crcBefore)
+            crc.update(UnsafeRawBufferPointer(start: buffer.base, count: buffer.count))
+            return crc
+        }()
+        async let written: Void = file.write(buffer)
+        sha256.update(UnsafeRawBufferPointer(start: buffer.base, count: buffer.count))
+        crc32c = await checksum
+        do {
+            try await written
+        } catch {
+            firstFailure = error
+        }
+        if firstFailure != nil {
+            // A full disk: wait for room and write the rest (the file resumes where the failed write stopped).
+            try await waitingForDiskSpace {
+                if let failure = firstFailure {
+                    firstFailure = nil
+                    throw failure
+                }
+                try await file.write(buffer)
+            }
+        }
         buffer.removeAll()
     }
 
@@ -174,6 +207,7 @@ private final class ResourceWriter {
         let payload: CommitItem.Payload
         if file == nil && size <= Int64(store.options.inlineThresholdBytes) {
             try await reserve(upTo: size)
+            hashBuffered()
             payload = .inline(buffer)
         } else {
             try await flush()
