@@ -11,7 +11,8 @@ time (wall seconds, user+sys CPU seconds, peak RSS), then the bucket listed to c
 its size (and a sample of objects downloaded and compared byte for byte). spool-drain's spool is filled before the
 clock starts (a producer's work, not the drainer's): `spool-bench fill` puts the files into sealed bundles of 100, so
 spool-drain also writes one `_bundle.json` per bundle — counted in its objects/s. The server ceiling is
-`spool-bench s3-put`: PutObject from memory with 32 requests in flight, the least client work per object there is.
+`spool-bench s3-put`: PutObject from memory with 32 requests in flight (4 for large objects: more only makes moto
+thrash), the least client work per object there is.
 Each tool runs with its defaults (spool-drain --concurrency 8, AWS CLI max_concurrent_requests 10 and 8 MiB parts,
 rclone --transfers 4 and 5 MiB parts), as a user would run it. Run tools/bench/setup first. Loopback only.
 """
@@ -171,7 +172,7 @@ def ceiling(dataset_name: str, count: int, size: int, bucket: str, server: dict[
                                              "AWS_ENDPOINT_URL")})
     output = subprocess.run(
         [str(binaries / "spool-bench"), "s3-put", "--bucket", bucket, "--count", str(count), "--size", str(size),
-         "--concurrency", "32", "--json"], check=True, env=env, stdout=subprocess.PIPE, text=True).stdout
+         "--concurrency", str(32 if size < (1 << 20) else 4), "--json"], check=True, env=env, stdout=subprocess.PIPE, text=True).stdout
     return json.loads(output)
 
 
