@@ -111,7 +111,6 @@ public final class DestinationStores: Sendable {
         case .file:
             return DirectoryObjectStore(root: destination.spec.location)
         case .s3:
-            func nonEmpty(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }
             let explicitRegion = nonEmpty(destination.spec.region) ?? nonEmpty(region)
             let environmentRegion = nonEmpty(environment["AWS_REGION"]) ?? nonEmpty(environment["AWS_DEFAULT_REGION"])
             var configuration = try S3Configuration.resolve(
@@ -129,7 +128,6 @@ public final class DestinationStores: Sendable {
     /// the explicit region, `AWS_REGION` and `AWS_DEFAULT_REGION`. Nil when the files do not say (or cannot be read:
     /// the credential chain reports that itself).
     private func profileRegion(_ recordedProfile: String?) -> String? {
-        func nonEmpty(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }
         let name =
             nonEmpty(recordedProfile) ?? nonEmpty(profile) ?? nonEmpty(environment["AWS_DEFAULT_PROFILE"])
             ?? nonEmpty(environment["AWS_PROFILE"]) ?? "default"

@@ -255,4 +255,3 @@ public actor MetricsReporter {
     }
 }
 
-private func nonEmpty(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }

@@ -12,16 +12,14 @@ extension ApplicationStorageConfiguration {
                 .invalidConfiguration,
                 "no bucket: set 'bucket' in the configuration file or PIPELINE_STORAGE_BUCKET (type s3), or use type file")
         }
-        if !bucket.contains("{") && !bucket.contains("}") {
-            try DestinationSpec.checkBucketName(bucket)
-            return bucket
-        }
-        guard let environment, !environment.isEmpty else {
+        // BucketName.expand checks the name (with or without placeholders); only the hint of where to set the
+        // environment is this loader's to give.
+        if bucket.contains("{environment}") && (environment ?? "").isEmpty {
             throw SpoolError(
                 .invalidConfiguration,
                 "bucket '\(bucket)' needs an environment name: set 'environment' or PIPELINE_STORAGE_ENVIRONMENT")
         }
-        return try BucketName.expand(template: bucket, environment: environment)
+        return try BucketName.expand(template: bucket, environment: environment ?? "")
     }
 
     /// Opens the storage this configuration describes, with the decorators it switches on

@@ -40,7 +40,6 @@ package final class QueryAPIClient: Sendable {
     package static func resolveEndpoint(
         prefix: String, serviceVariable: String, region: String, explicit: String?, environment: [String: String]
     ) -> String {
-        func nonEmpty(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }
         if let chosen = nonEmpty(explicit) ?? nonEmpty(environment[serviceVariable])
             ?? nonEmpty(environment["AWS_ENDPOINT_URL"])
         {

@@ -35,7 +35,6 @@ public struct S3Configuration: Sendable {
         region: String? = nil, endpoint: String? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> S3Configuration {
-        func nonEmpty(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }
         guard
             let resolvedRegion = nonEmpty(region) ?? nonEmpty(environment["AWS_REGION"])
                 ?? nonEmpty(environment["AWS_DEFAULT_REGION"])
@@ -129,3 +128,7 @@ public struct S3Configuration: Sendable {
         return endpoint.lowercased().hasPrefix("https://")
     }
 }
+
+/// The value, or nil when it is nil or empty: an empty environment variable or option counts as unset, as the AWS
+/// SDKs treat it.
+package func nonEmpty(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }

@@ -51,7 +51,8 @@ public enum Quantities {
 }
 
 extension StringProtocol {
-    fileprivate func trimmingWhitespace() -> String {
+    /// The text without leading and trailing whitespace (Unicode's, not only ASCII).
+    package func trimmingWhitespace() -> String {
         String(drop(while: { $0.isWhitespace }).reversed().drop(while: { $0.isWhitespace }).reversed())
     }
 }

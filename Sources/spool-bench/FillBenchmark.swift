@@ -63,11 +63,10 @@ struct FillCommand: AsyncParsableCommand {
                                 var written: Int64 = 0
                                 for name in group.enumerated().filter({ $0.offset % writers == writer }).map(\.element) {
                                     let url = URL(fileURLWithPath: from + "/" + name)
-                                    try await bundle.writeResource(
+                                    written += try await bundle.writeResource(
                                         url: "file://bench/" + name, contentType: "application/octet-stream",
-                                        statusCode: 200, name: name, contentsOf: url)
-                                    let attributes = try FileManager.default.attributesOfItem(atPath: url.path)
-                                    written += (attributes[.size] as? NSNumber)?.int64Value ?? 0
+                                        statusCode: 200, name: name, contentsOf: url
+                                    ).size
                                 }
                                 return written
                             }
