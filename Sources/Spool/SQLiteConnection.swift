@@ -35,8 +35,13 @@ final class SQLiteConnection {
     private var walHookOwner: Unmanaged<WALCheckpointer>?
     let path: String
 
+    /// Process-wide SQLite settings, applied once before the first connection: no memory statistics (a global mutex
+    /// taken by every allocation, for counters the spool never reads).
+    private static let configured: Void = { _ = pipeline_sqlite_disable_memory_statistics() }()
+
     /// Opens (creating if asked) the database at `path`.
     init(path: String, create: Bool, busyTimeoutMilliseconds: Int32) throws {
+        _ = SQLiteConnection.configured
         var raw: OpaquePointer?
         var flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
         if create { flags |= SQLITE_OPEN_CREATE }
