@@ -41,7 +41,7 @@ static uint32_t multiply_mod_poly(uint32_t a, uint32_t b) {
 }
 
 // x^(8n) mod POLY: the operator that advances a raw CRC register over n zero bytes.
-static uint32_t x_to_the_8n(size_t n) {
+static uint32_t x_to_the_8n(uint64_t n) {
     uint32_t result = 1u << 31;  // x^0
     uint32_t square = 1u << 23;  // x^8
     while (n) {
@@ -198,6 +198,13 @@ uint32_t pipeline_crc32c_update_portable(uint32_t crc, const void *data, size_t 
     }
     pthread_once(&tables_once, build_tables);
     return ~portable_raw(~crc, data, length);
+}
+
+uint32_t pipeline_crc32c_combine(uint32_t crc1, uint32_t crc2, uint64_t length2) {
+    // With the pre/post inversion the register's affine terms cancel (zlib's crc32_combine): the CRC of A ++ B is
+    // crc(A) advanced over |B| zero bytes, xor crc(B). x^(8n) is never zero, as multiply_mod_poly's first operand
+    // must be.
+    return multiply_mod_poly(x_to_the_8n(length2), crc1) ^ crc2;
 }
 
 int pipeline_crc32c_hardware_available(void) {

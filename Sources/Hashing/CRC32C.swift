@@ -55,6 +55,44 @@ public struct CRC32C: Sendable, Hashable {
         withContiguousBytes(bytes) { pipeline_crc32c_update(0, $0.baseAddress, $0.count) }
     }
 
+    /// The checksum of two pieces of data one after the other, from the checksum of each and the second one's length.
+    ///
+    /// Needs no data and takes O(log `secondLength`) steps, so the checksums of a file's parts, computed as each part
+    /// is read, give the whole file's checksum without reading it again (zlib's `crc32_combine` technique over the
+    /// Castagnoli polynomial).
+    ///
+    /// - Parameters:
+    ///   - first: The checksum of the first piece.
+    ///   - second: The checksum of the second piece.
+    ///   - secondLength: The second piece's length in bytes (not negative).
+    /// - Returns: The checksum of the first piece followed by the second.
+    public static func combine(_ first: UInt32, _ second: UInt32, secondLength: Int64) -> UInt32 {
+        precondition(secondLength >= 0, "a piece of data cannot have a negative length")
+        return pipeline_crc32c_combine(first, second, UInt64(secondLength))
+    }
+
+    /// Extends the checksum with a piece of data known only by its checksum and length.
+    ///
+    /// `a.append(checksum: CRC32C.checksum(b), length: b.count)` leaves `a` as if `a.update(b)` had been called.
+    ///
+    /// - Parameters:
+    ///   - checksum: The checksum of the piece that follows.
+    ///   - length: Its length in bytes (not negative).
+    public mutating func append(checksum: UInt32, length: Int64) {
+        value = Self.combine(value, checksum, secondLength: length)
+    }
+
+    /// Reads a checksum in the form of S3's `x-amz-checksum-crc32c` header: base64 of four big-endian bytes.
+    ///
+    /// The inverse of ``base64BigEndian``: `CRC32C(base64BigEndian: "yZRlqg==")?.value == 0xC99465AA`.
+    ///
+    /// - Parameter text: Eight characters of standard padded base64.
+    /// - Returns: nil when `text` is not the base64 of exactly four bytes.
+    public init?(base64BigEndian text: String) {
+        guard let bytes = base64DecodeFourBytes(text) else { return nil }
+        value = bytes.reduce(0) { $0 << 8 | UInt32($1) }
+    }
+
     /// The checksum as S3's `x-amz-checksum-crc32c` header wants it: base64 of the four big-endian bytes.
     ///
     /// For example "hello world" has checksum 0xC99465AA and header value "yZRlqg==".

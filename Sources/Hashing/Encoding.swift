@@ -36,3 +36,21 @@ func base64Encode(_ bytes: [UInt8]) -> String {
     }
     return String(decoding: output, as: UTF8.self)
 }
+
+/// The four bytes that eight characters of padded base64 ("yZRlqg==") stand for; nil for anything else, including
+/// a non-zero value in the bits the padding drops (not canonical base64).
+func base64DecodeFourBytes(_ text: String) -> [UInt8]? {
+    let characters = Array(text.utf8)
+    guard characters.count == 8, characters[6] == UInt8(ascii: "="), characters[7] == UInt8(ascii: "=") else {
+        return nil
+    }
+    var group: UInt64 = 0
+    for character in characters[..<6] {
+        guard let index = base64Alphabet.firstIndex(of: character) else { return nil }
+        group = group << 6 | UInt64(index)
+    }
+    // 36 bits: four bytes and four bits of padding that must be zero.
+    guard group & 0xF == 0 else { return nil }
+    group >>= 4
+    return [UInt8(group >> 24 & 0xFF), UInt8(group >> 16 & 0xFF), UInt8(group >> 8 & 0xFF), UInt8(group & 0xFF)]
+}

@@ -26,6 +26,10 @@ uint32_t pipeline_crc32c_update(uint32_t crc, const void *_Nullable data, size_t
 /// Exists so tests can check the hardware path against an independent implementation on the same machine.
 uint32_t pipeline_crc32c_update_portable(uint32_t crc, const void *_Nullable data, size_t length);
 
+/// The CRC-32C of the concatenation A ++ B from `crc1` = CRC-32C(A), `crc2` = CRC-32C(B) and `length2` = |B|, in
+/// O(log length2) without the data (zlib's crc32_combine over the Castagnoli polynomial). Thread-safe.
+uint32_t pipeline_crc32c_combine(uint32_t crc1, uint32_t crc2, uint64_t length2);
+
 /// Whether `pipeline_crc32c_update` uses the CPU's crc32 instruction in this process: 1 if so, 0 if not.
 int pipeline_crc32c_hardware_available(void);
 
