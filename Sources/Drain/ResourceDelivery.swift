@@ -15,9 +15,14 @@ enum DeliveryOutcome: Sendable {
     case released
 }
 
-/// Delivers one claimed resource (SPEC §5): verifies the payload against its SHA-256, writes it with
+/// Delivers one claimed resource (SPEC §5): verifies the payload against what the writer recorded, writes it with
 /// create-only-if-absent (one PUT, or a multipart upload that resumes from what the store holds), settles a taken key
 /// by HEAD and compare, and records the outcome — only while the claim's fencing token still holds.
+///
+/// A single-PUT payload is read and checked (size, SHA-256, CRC32C) before anything is sent. A multipart payload is
+/// checked for size first, then read part by part as the parts are sent; its whole CRC32C, combined from the parts'
+/// (and the recorded ones of parts the store already holds), must match the writer's before the upload is completed:
+/// the upload of a damaged file is aborted, never completed into an object.
 struct ResourceDelivery {
     let claim: DeliveryClaim
     let spool: SpoolStore
@@ -65,7 +70,7 @@ struct ResourceDelivery {
         let write = ObjectWrite(
             key: resource.objectKey, body: payload.body, size: payload.size, sha256: payload.sha256,
             crc32c: payload.crc32c, contentType: resource.contentType, metadata: objectMetadata(sha256: payload.sha256))
-        if let plan = payload.parts, store.supportsMultipart {
+        if let plan = payload.multipart {
             return try await deliverMultipart(write, plan: plan)
         }
         do {
@@ -76,7 +81,7 @@ struct ResourceDelivery {
         }
     }
 
-    private func deliverMultipart(_ write: ObjectWrite, plan: [PartPlan]) async throws -> DeliveryOutcome {
+    private func deliverMultipart(_ write: ObjectWrite, plan: MultipartPlan) async throws -> DeliveryOutcome {
         let outcome = try await uploadMultipart(write, plan: plan)
         if case .delivered = outcome {
             // A CreateMultipartUpload whose answer was lost (and that the client retried) left an upload no row
@@ -92,7 +97,7 @@ struct ResourceDelivery {
         return outcome
     }
 
-    private func uploadMultipart(_ write: ObjectWrite, plan: [PartPlan]) async throws -> DeliveryOutcome {
+    private func uploadMultipart(_ write: ObjectWrite, plan: MultipartPlan) async throws -> DeliveryOutcome {
         var uploadID = resource.uploadID
         var held: [Int: StoredPart] = [:]
         if let existing = uploadID {
@@ -108,13 +113,12 @@ struct ResourceDelivery {
         if uploadID == nil {
             try await abortLeftoverUploads(key: write.key)
             let created = try await store.createUpload(for: write)
-            try await spool.recordUploadStarted(
-                id: resource.id, token: token, uploadID: created, partSize: plan.first?.length ?? 0)
+            try await spool.recordUploadStarted(id: resource.id, token: token, uploadID: created, partSize: plan.partSize)
             uploadID = created
             held = [:]
         }
         let upload = uploadID!
-        let missing = plan.filter { held[$0.number]?.size != $0.length }
+        let missing = plan.parts.filter { held[$0.number]?.size != $0.length }
         if !held.isEmpty {
             logger.info(
                 "multipart upload resumed",
@@ -123,33 +127,42 @@ struct ResourceDelivery {
                     "parts_missing": "\(missing.count)",
                 ])
         }
-        let sent = try await withThrowingTaskGroup(of: StoredPart.self) { group in
-            for part in missing {
-                group.addTask { [self] in
-                    let stored = try await transfers.withPermit {
-                        try await store.uploadPart(
-                            key: write.key, uploadID: upload, number: part.number,
-                            body: .file(path: part.path, offset: part.offset, length: part.length), crc32c: part.crc32c,
-                            sha256: part.sha256)
-                    }
-                    try await spool.recordPart(
-                        id: resource.id, token: token,
-                        part: PartRecord(
-                            uploadID: upload, partNumber: part.number, size: part.length, etag: stored.etag,
-                            checksumCRC32C: CRC32C(resuming: part.crc32c).base64BigEndian, checksumSHA256: part.sha256,
-                            recordedAt: Int64(Date().timeIntervalSince1970 * 1000)))
-                    metrics.partUploaded()
-                    return stored
+        var sent: [Int: StoredPart] = [:]
+        var checksums: [Int: UInt32] = [:]
+        do {
+            for part in plan.parts where held[part.number]?.size == part.length {
+                checksums[part.number] = try await heldPartChecksum(part, plan: plan, uploadID: upload)
+            }
+            try await withThrowingTaskGroup(of: (StoredPart, UInt32).self) { group in
+                for part in missing {
+                    group.addTask { [self] in try await sendPart(part, plan: plan, key: write.key, uploadID: upload) }
+                }
+                for try await (part, checksum) in group {
+                    sent[part.number] = part
+                    checksums[part.number] = checksum
                 }
             }
-            var sent: [Int: StoredPart] = [:]
-            for try await part in group { sent[part.number] = part }
-            return sent
+            try checkWholePayload(plan, checksums: checksums)
+        } catch let damage as PayloadError {
+            // The file changed since it was written: the parts sent from it must never become an object.
+            do {
+                try await store.abortUpload(key: write.key, uploadID: upload)
+            } catch let gone as ObjectStoreError where gone.kind == .noSuchUpload {
+                // Already gone: nothing left to abort.
+            } catch {
+                // Kept on the resource's record: a later attempt lists its parts, and checks the whole CRC32C again.
+                logger.warning(
+                    "multipart upload of a damaged payload not aborted; it stays recorded with the resource",
+                    metadata: ["resource": "\(resource.id)", "key": "\(write.key)", "error": "\(error)"])
+                throw damage
+            }
+            try await spool.forgetUpload(id: resource.id, token: token, outcome: "aborted")
+            throw damage
         }
-        let parts = plan.map { part -> StoredPart in
+        let parts = plan.parts.map { part -> StoredPart in
             var stored = sent[part.number] ?? held[part.number]!
-            // A CRC32C upload needs every part's checksum in the completion; ours are the ones we computed.
-            stored.checksumCRC32C = CRC32C(resuming: part.crc32c).base64BigEndian
+            // A CRC32C upload needs every part's checksum in the completion: the ones the whole-file check used.
+            stored.checksumCRC32C = CRC32C(resuming: checksums[part.number]!).base64BigEndian
             return stored
         }
         do {
@@ -170,6 +183,57 @@ struct ResourceDelivery {
             try? await store.abortUpload(key: write.key, uploadID: upload)
             try await spool.forgetUpload(id: resource.id, token: token, outcome: "aborted")
             throw error
+        }
+    }
+
+    /// Reads a part for its SHA-256 and CRC32C, sends it, and records it; returns what the store answered and the
+    /// part's CRC32C. The read happens inside the transfer permit, right before the send, so the part is likely still
+    /// in the page cache and at most one read runs per transfer.
+    private func sendPart(_ part: PartPlan, plan: MultipartPlan, key: String, uploadID: String) async throws
+        -> (StoredPart, UInt32)
+    {
+        let (stored, sha256, crc32c) = try await transfers.withPermit {
+            let digest = try await PayloadReader.digestRange(path: plan.path, offset: part.offset, length: part.length)
+            let stored = try await store.uploadPart(
+                key: key, uploadID: uploadID, number: part.number,
+                body: .file(path: plan.path, offset: part.offset, length: part.length), crc32c: digest.crc32c,
+                sha256: digest.sha256)
+            return (stored, digest.sha256, digest.crc32c)
+        }
+        try await spool.recordPart(
+            id: resource.id, token: token,
+            part: PartRecord(
+                uploadID: uploadID, partNumber: part.number, size: part.length, etag: stored.etag,
+                checksumCRC32C: CRC32C(resuming: crc32c).base64BigEndian, checksumSHA256: sha256,
+                recordedAt: Int64(Date().timeIntervalSince1970 * 1000)))
+        metrics.partUploaded()
+        return (stored, crc32c)
+    }
+
+    /// The CRC32C of a part the store already holds: the one recorded when it was sent, or — when the drainer that
+    /// sent it was killed before recording it — read from the file.
+    private func heldPartChecksum(_ part: PartPlan, plan: MultipartPlan, uploadID: String) async throws -> UInt32 {
+        let record = claim.parts.first {
+            $0.uploadID == uploadID && $0.partNumber == part.number && $0.size == part.length
+        }
+        if let recorded = record?.checksumCRC32C.flatMap(CRC32C.init(base64BigEndian:)) { return recorded.value }
+        return try await PayloadReader.crc32c(path: plan.path, offset: part.offset, length: part.length)
+    }
+
+    /// The parts' checksums combined must be the writer's CRC32C of the whole payload, and their sizes its size.
+    ///
+    /// - Throws: `PayloadError` `corrupt-payload` when they are not.
+    private func checkWholePayload(_ plan: MultipartPlan, checksums: [Int: UInt32]) throws {
+        var whole = CRC32C()
+        var size: Int64 = 0
+        for part in plan.parts {
+            whole.append(checksum: checksums[part.number]!, length: part.length)
+            size += part.length
+        }
+        guard size == resource.size, whole.value == resource.crc32c else {
+            throw PayloadError.corrupt(
+                resource, actualSize: size,
+                actualDigest: "crc32c \(String(whole.value, radix: 16)) vs \(String(resource.crc32c, radix: 16))")
         }
     }
 
@@ -287,10 +351,13 @@ struct ResourceDelivery {
         var size: Int64
         var sha256: String
         var crc32c: UInt32
-        var parts: [PartPlan]?
+        /// Set when the payload goes up as a multipart upload.
+        var multipart: MultipartPlan?
     }
 
-    /// Reads the payload back and checks it against what the writer recorded: a damaged spool file is never sent.
+    /// Reads the payload back and checks it against what the writer recorded: a damaged spool file is never sent as
+    /// one PUT, and never completed as a multipart upload (those are checked part by part as they are sent, and the
+    /// size here, before anything is).
     private func preparePayload() async throws -> PreparedPayload {
         switch resource.payloadStorage {
         case _ where resource.kind == .manifest:
@@ -319,20 +386,26 @@ struct ResourceDelivery {
         case .file:
             guard let relative = resource.payloadPath else { throw PayloadError.missing(resource, path: "(none)") }
             let path = spool.layout.root + "/" + relative
-            let multipart = store.supportsMultipart && resource.size >= options.multipartThresholdBytes
-            let partSize = multipart ? Self.partSize(size: resource.size, chunk: options.multipartChunkSizeBytes) : nil
-            let verified = try await PayloadVerifier.verify(path: path, partSize: partSize)
-            guard verified.size == resource.size, verified.crc32c == resource.crc32c,
-                verified.sha256 == nil || verified.sha256 == resource.sha256
+            if store.supportsMultipart && resource.size >= options.multipartThresholdBytes {
+                let size = try await PayloadReader.size(path: path)
+                guard size == resource.size else {
+                    throw PayloadError.corrupt(resource, actualSize: size, actualDigest: "contents not read")
+                }
+                let partSize = Self.partSize(size: size, chunk: options.multipartChunkSizeBytes)
+                return PreparedPayload(
+                    body: .file(path: path, offset: 0, length: size), size: size, sha256: resource.sha256,
+                    crc32c: resource.crc32c, multipart: MultipartPlan(path: path, size: size, partSize: partSize))
+            }
+            let verified = try await PayloadReader.digestFile(path: path)
+            guard verified.size == resource.size, verified.crc32c == resource.crc32c, verified.sha256 == resource.sha256
             else {
                 throw PayloadError.corrupt(
                     resource, actualSize: verified.size,
-                    actualDigest: verified.sha256.map { "sha256 \($0) vs \(resource.sha256)" }
-                        ?? "crc32c \(String(verified.crc32c, radix: 16)) vs \(String(resource.crc32c, radix: 16))")
+                    actualDigest: "sha256 \(verified.sha256) vs \(resource.sha256)")
             }
             return PreparedPayload(
                 body: .file(path: path, offset: 0, length: verified.size), size: verified.size,
-                sha256: resource.sha256, crc32c: verified.crc32c, parts: verified.parts)
+                sha256: resource.sha256, crc32c: verified.crc32c)
         case .pending, .removed:
             throw PayloadError.missing(resource, path: "(payload \(resource.payloadStorage.rawValue))")
         }
@@ -399,90 +472,29 @@ struct PayloadError: Error {
     }
 }
 
-/// One part of a multipart upload, with the digests computed while verifying the payload.
-struct PartPlan: Sendable {
-    var number: Int
+/// How a multipart payload is cut into parts.
+struct MultipartPlan: Sendable {
+    /// The spool file.
     var path: String
-    var offset: Int64
-    var length: Int64
-    var sha256: String
-    var crc32c: UInt32
+    /// Every part but the last has this many bytes.
+    var partSize: Int64
+    var parts: [PartPlan]
+
+    init(path: String, size: Int64, partSize: Int64) {
+        self.path = path
+        self.partSize = partSize
+        // A payload of no bytes is still one (empty) part.
+        parts = stride(from: Int64(0), to: max(size, 1), by: Int(partSize)).enumerated().map { index, offset in
+            PartPlan(number: index + 1, offset: offset, length: min(partSize, size - offset))
+        }
+    }
 }
 
-/// Reads a payload file once: the whole file's CRC32C and, per part (when a part size is given), the part's SHA-256
-/// and CRC32C, so no part is read twice before it is sent. The whole file's SHA-256 only for a single PUT, where it
-/// is the payload hash that is signed: a multipart payload is checked against the writer's CRC32C and size instead,
-/// so that every byte is SHA-256-hashed once, not twice (the top CPU cost of draining large objects). CRC32C catches
-/// what a disk does to a file — flipped bits, torn or zeroed blocks — and S3 checks each part's checksums on arrival.
-enum PayloadVerifier {
-    private static let queue = DispatchQueue(label: "pipeline-storage.payload-verify", attributes: .concurrent)
-
-    struct Result: Sendable {
-        var size: Int64
-        /// The whole file's SHA-256; nil for multipart plans.
-        var sha256: String?
-        var crc32c: UInt32
-        var parts: [PartPlan]?
-    }
-
-    static func verify(path: String, partSize: Int64?) async throws -> Result {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async {
-                continuation.resume(with: Swift.Result { try verifyBlocking(path: path, partSize: partSize) })
-            }
-        }
-    }
-
-    private static func verifyBlocking(path: String, partSize: Int64?) throws -> Result {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else {
-            throw PayloadError(code: "payload-missing", message: "the spooled payload file \(path) cannot be read: "
-                + String(cString: strerror(errno)) + "; it was not uploaded")
-        }
-        defer { close(descriptor) }
-        var whole = SHA256Hasher()
-        var wholeCRC = CRC32C()
-        var partHasher = SHA256Hasher()
-        var partCRC = CRC32C()
-        var parts: [PartPlan] = []
-        var partStart: Int64 = 0
-        var position: Int64 = 0
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        func closePart() {
-            parts.append(
-                PartPlan(
-                    number: parts.count + 1, path: path, offset: partStart, length: position - partStart,
-                    sha256: partHasher.finalize().hexString, crc32c: partCRC.value))
-            partHasher = SHA256Hasher()
-            partCRC = CRC32C()
-            partStart = position
-        }
-        while true {
-            var wanted = buffer.count
-            if let partSize { wanted = Int(min(Int64(wanted), partStart + partSize - position)) }
-            let got = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, wanted) }
-            if got < 0 && errno == EINTR { continue }
-            guard got >= 0 else {
-                throw PayloadError(code: "payload-missing", message: "reading \(path) failed: \(String(cString: strerror(errno)))")
-            }
-            if got == 0 { break }
-            buffer.withUnsafeBytes { raw in
-                let chunk = UnsafeRawBufferPointer(rebasing: raw.prefix(got))
-                if partSize == nil { whole.update(chunk) }
-                wholeCRC.update(chunk)
-                if partSize != nil {
-                    partHasher.update(chunk)
-                    partCRC.update(chunk)
-                }
-            }
-            position += Int64(got)
-            if let partSize, position - partStart == partSize { closePart() }
-        }
-        if partSize != nil && (position > partStart || parts.isEmpty) { closePart() }
-        return Result(
-            size: position, sha256: partSize == nil ? whole.finalize().hexString : nil, crc32c: wholeCRC.value,
-            parts: partSize == nil ? nil : parts)
-    }
+/// One part of a multipart upload: a range of the payload file.
+struct PartPlan: Sendable {
+    var number: Int
+    var offset: Int64
+    var length: Int64
 }
 
 /// Per-resource backoff: exponential with full jitter between `retryDelay` and a cap, never beyond the cap (a larger

@@ -291,6 +291,16 @@ extension SpoolStore {
         }
     }
 
+    /// Deletes a part's row behind the spool's back: what a drainer killed between S3's answer and recording the part
+    /// leaves.
+    func forgetRecordedPart(resourceID: Int64, partNumber: Int) async throws {
+        try await database.run { connection in
+            _ = try connection.execute(
+                "DELETE FROM resource_parts WHERE resource_id = ? AND part_number = ?",
+                [.integer(resourceID), .int(partNumber)])
+        }
+    }
+
     /// The multipart_uploads table: upload id → (finished, outcome).
     func recordedUploads() async throws -> [String: (finished: Bool, outcome: String?)] {
         let rows = try await database.run { connection in

@@ -98,7 +98,7 @@ struct FailureHandlingTests {
 
     // MARK: Corrupt payloads
 
-    @Test("A payload changed on disk (file or inline) is never uploaded: failed with 'corrupt-payload', no _bundle.json",
+    @Test("A payload changed on disk (file or inline) never becomes an object: failed with 'corrupt-payload' (a multipart upload of it aborted before completion), no _bundle.json",
         arguments: DeliveryTarget.allCases)
     func corruptPayloads(target: DeliveryTarget) async throws {
         try await withTestDirectory { directory in
@@ -154,8 +154,21 @@ struct FailureHandlingTests {
                 #expect(row.lastErrorMessage?.contains("not uploaded") == true)
                 #expect(try await fixture.object(spooled[index].objectKey) == nil, "nothing at the key")
                 let instrumented = try #require(store.get())
-                for call in [InstrumentedStore.Call.put, .createUpload, .uploadPart] {
-                    #expect(instrumented.count(call, key: spooled[index].objectKey) == 0, "\(call) for a damaged payload")
+                let key = spooled[index].objectKey
+                for call in [InstrumentedStore.Call.put, .completeUpload] {
+                    #expect(instrumented.count(call, key: key) == 0, "\(call) for a damaged payload")
+                }
+                if index == 2 && target == .versionedBucket {
+                    // Multipart: read once, part by part, as the parts are sent; the whole CRC32C combined from the
+                    // parts' does not match the writer's, so the upload is aborted instead of completed.
+                    #expect(instrumented.count(.uploadPart, key: key) == 2)
+                    #expect(instrumented.count(.abortUpload, key: key) == 1)
+                    #expect(try await fixture.spool.recordedUploads().values.map(\.outcome) == ["aborted"])
+                    #expect(try await fixture.spool.row(spooled[index].id).uploadID == nil)
+                } else {
+                    for call in [InstrumentedStore.Call.createUpload, .uploadPart] {
+                        #expect(instrumented.count(call, key: key) == 0, "\(call) for a damaged payload")
+                    }
                 }
             }
             for index in [3, 4] {
@@ -170,6 +183,71 @@ struct FailureHandlingTests {
             let status = try await fixture.spool.status()
             #expect(status.failuresByCode == [SpoolStatus.ErrorTotal(code: "corrupt-payload", count: 3)])
             #expect(try await fixture.unfinishedUploads().isEmpty)
+        }
+    }
+
+    @Test("A multipart payload damaged after spooling: cut short, it fails before anything is sent; a flipped byte in its last part is found from the parts' checksums and the upload aborted, never completed")
+    func damagedMultipartPayloads() async throws {
+        try await withTestDirectory { directory in
+            let fixture = try await TargetFixture.make(.versionedBucket, in: directory)
+            let payloads = [
+                content(size: (12 << 20) + 5, seed: 20),  // 3 parts, last byte flipped
+                content(size: (10 << 20) + 7, seed: 21),  // 3 parts, one byte cut off the end
+                content(size: (11 << 20) + 1, seed: 22),  // fine
+            ]
+            let spooled = try await fixture.storage.withBundle("parts") { bundle in
+                var spooled: [SpooledResource] = []
+                for (index, bytes) in payloads.enumerated() {
+                    spooled.append(
+                        try await bundle.writeResource(
+                            url: "https://example.com/parts/\(index)", contentType: "application/octet-stream",
+                            statusCode: 200, bytes: bytes))
+                }
+                return spooled
+            }
+            var paths: [String] = []
+            for resource in spooled {
+                paths.append(directory.spool + "/" + (try #require(try await fixture.spool.row(resource.id).payloadPath)))
+            }
+            var flipped = try readFile(paths[0])
+            flipped[flipped.count - 1] ^= 0x20
+            try writeFile(paths[0], flipped)
+            try writeFile(paths[1], Array(try readFile(paths[1]).dropLast()))
+
+            let store = Shared<InstrumentedStore?>(nil)
+            let progress = try await drain(
+                fixture.spool, timeout: .seconds(60),
+                fixture.resolve { base in
+                    let instrumented = InstrumentedStore(base)
+                    store.set(instrumented)
+                    return instrumented
+                })
+            #expect(progress.failed == 2)
+            #expect(progress.delivered == 1)
+            let instrumented = try #require(store.get())
+
+            let flippedRow = try await fixture.spool.row(spooled[0].id)
+            #expect(flippedRow.state == .failed && flippedRow.lastErrorCode == "corrupt-payload")
+            #expect(flippedRow.lastErrorMessage?.contains("crc32c") == true, "\(flippedRow.lastErrorMessage ?? "")")
+            #expect(instrumented.partNumbers(key: spooled[0].objectKey) == [1, 2, 3])
+            #expect(instrumented.count(.completeUpload, key: spooled[0].objectKey) == 0)
+            #expect(instrumented.count(.abortUpload, key: spooled[0].objectKey) == 1)
+
+            let shortRow = try await fixture.spool.row(spooled[1].id)
+            #expect(shortRow.state == .failed && shortRow.lastErrorCode == "corrupt-payload")
+            #expect(shortRow.lastErrorMessage?.contains("size \((10 << 20) + 6) vs \((10 << 20) + 7)") == true)
+            for call in [InstrumentedStore.Call.createUpload, .uploadPart, .completeUpload] {
+                #expect(instrumented.count(call, key: spooled[1].objectKey) == 0, "\(call) for a truncated payload")
+            }
+
+            for index in [0, 1] {
+                #expect(try await fixture.object(spooled[index].objectKey) == nil, "nothing at the key")
+            }
+            #expect(try await fixture.spool.row(spooled[2].id).state == .done)
+            #expect(try await fixture.object(spooled[2].objectKey) == payloads[2])
+            #expect(try await fixture.unfinishedUploads().isEmpty)
+            let outcomes = try await fixture.spool.recordedUploads().values.map(\.outcome)
+            #expect(outcomes.sorted { ($0 ?? "") < ($1 ?? "") } == ["aborted", "completed"])
         }
     }
 

@@ -12,12 +12,19 @@ enum InterruptedUpload: String, CaseIterable, Sendable, CustomTestStringConverti
     case resumed
     /// Someone aborted it meanwhile: a fresh upload is made.
     case abortedBehindTheDrainersBack
+    /// The file was damaged meanwhile in a part not yet sent: the whole-file CRC32C, combined from the recorded
+    /// checksums of the held parts and those of the parts sent now, does not match, so the upload is aborted.
+    case damagedInAMissingPart
+    /// The first drainer was killed before it recorded part 2: its checksum is read from the file.
+    case heldPartNotRecorded
+    /// As above, and the file was damaged in part 2 meanwhile: the checksum read from the file gives it away.
+    case heldPartNotRecordedAndDamaged
     var testDescription: String { rawValue }
 }
 
 @Suite("Multipart uploads resume where they stopped")
 struct MultipartResumeTests {
-    @Test("A drainer stopped after 2 of 4 parts; the next one sends only what is missing, or starts afresh on NoSuchUpload",
+    @Test("A drainer stopped after 2 of 4 parts; the next one sends only what is missing (checking the whole CRC32C with the held parts' recorded or re-read checksums), or starts afresh on NoSuchUpload",
         arguments: InterruptedUpload.allCases)
     func resume(scenario: InterruptedUpload) async throws {
         try await withTestDirectory { directory in
@@ -64,11 +71,27 @@ struct MultipartResumeTests {
             #expect(held.map(\.partNumber) == [1, 2])
             #expect(try await client.headObjectIfExists(bucket: fixture.bucket, key: key) == nil)
 
-            if scenario == .abortedBehindTheDrainersBack {
+            let path = directory.spool + "/" + (try #require(interrupted.payloadPath))
+            /// Flips one bit of the spooled file (same size, different bytes).
+            func damage(at offset: Int) throws {
+                var bytes = try readFile(path)
+                bytes[offset] ^= 0x04
+                try writeFile(path, bytes)
+            }
+            switch scenario {
+            case .resumed: break
+            case .abortedBehindTheDrainersBack:
                 try await client.abortMultipartUpload(bucket: fixture.bucket, key: key, uploadID: uploadID)
+            case .damagedInAMissingPart:
+                try damage(at: (10 << 20) + 777)
+            case .heldPartNotRecorded:
+                try await spool.forgetRecordedPart(resourceID: resource.id, partNumber: 2)
+            case .heldPartNotRecordedAndDamaged:
+                try await spool.forgetRecordedPart(resourceID: resource.id, partNumber: 2)
+                try damage(at: (5 << 20) + 12_345)
             }
 
-            // Second drainer, nothing failing.
+            // Second drainer, nothing failing but what the scenario damaged.
             let secondStore = Shared<InstrumentedStore?>(nil)
             let progress = try await drain(
                 spool,
@@ -77,15 +100,27 @@ struct MultipartResumeTests {
                     secondStore.set(store)
                     return store
                 })
-            #expect(progress.delivered == 2)
             let store = try #require(secondStore.get())
             let row = try await spool.row(resource.id)
+            #expect(store.count(.listParts, key: key) == 1, "it asked S3 what the upload holds")
+            if scenario == .damagedInAMissingPart || scenario == .heldPartNotRecordedAndDamaged {
+                #expect(progress.failed == 1)
+                #expect(row.state == .failed && row.lastErrorCode == "corrupt-payload", "\(row)")
+                #expect(store.partNumbers(key: key) == [3, 4], "only the missing parts were sent")
+                #expect(store.count(.completeUpload, key: key) == 0)
+                #expect(store.count(.abortUpload, key: key) == 1)
+                #expect(try await spool.recordedUploads()[uploadID]?.outcome == "aborted")
+                #expect(try await client.headObjectIfExists(bucket: fixture.bucket, key: key) == nil)
+                #expect(try await client.listAllMultipartUploads(bucket: fixture.bucket).isEmpty)
+                #expect(try await spool.bundle("resume")?.state == .sealed)
+                return
+            }
+            #expect(progress.delivered == 2)
             #expect(row.state == .done)
             #expect(row.etag?.hasSuffix("-4") == true)
-            #expect(store.count(.listParts, key: key) == 1, "it asked S3 what the upload holds")
             let uploads = try await spool.recordedUploads()
             switch scenario {
-            case .resumed:
+            case .resumed, .heldPartNotRecorded:
                 #expect(store.partNumbers(key: key) == [3, 4], "parts 1 and 2 were not sent again")
                 #expect(store.count(.createUpload, key: key) == 0)
                 #expect(row.uploadID == uploadID)
@@ -99,6 +134,8 @@ struct MultipartResumeTests {
                 #expect(uploads.count == 2)
                 #expect(uploads[uploadID]?.outcome == "gone")
                 #expect(uploads[fresh]?.outcome == "completed")
+            case .damagedInAMissingPart, .heldPartNotRecordedAndDamaged:
+                Issue.record("a damaged payload was delivered")
             }
             #expect(store.count(.completeUpload, key: key) == 1)
 
