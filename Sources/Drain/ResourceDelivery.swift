@@ -113,7 +113,8 @@ struct ResourceDelivery {
         if uploadID == nil {
             try await abortLeftoverUploads(key: write.key)
             let created = try await store.createUpload(for: write)
-            try await spool.recordUploadStarted(id: resource.id, token: token, uploadID: created, partSize: plan.partSize)
+            try await spool.recordUploadStarted(
+                id: resource.id, token: token, uploadID: created, partSize: plan.partSize)
             uploadID = created
             held = [:]
         }

@@ -472,6 +472,19 @@ struct TargetFixture: Sendable {
         resolver(server: server, wrap: wrap)
     }
 
+    /// Drains the spool through an `InstrumentedStore`: what the drainer did, and every store call it made.
+    func drainCountingCalls(timeout: Duration = .seconds(60)) async throws -> (DrainProgress, InstrumentedStore) {
+        let store = Shared<InstrumentedStore?>(nil)
+        let progress = try await drain(
+            spool, timeout: timeout,
+            resolve { base in
+                let instrumented = InstrumentedStore(base)
+                store.set(instrumented)
+                return instrumented
+            })
+        return (progress, try #require(store.get()))
+    }
+
     /// The bytes at a key, or nil.
     func object(_ key: String) async throws -> [UInt8]? {
         if let client {

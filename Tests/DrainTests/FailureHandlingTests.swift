@@ -135,14 +135,7 @@ struct FailureHandlingTests {
             inline[250] ^= 0x80
             try await fixture.spool.overwriteInlinePayload(id: spooled[1].id, with: inline)
 
-            let store = Shared<InstrumentedStore?>(nil)
-            let progress = try await drain(
-                fixture.spool, timeout: .seconds(60),
-                fixture.resolve { base in
-                    let instrumented = InstrumentedStore(base)
-                    store.set(instrumented)
-                    return instrumented
-                })
+            let (progress, instrumented) = try await fixture.drainCountingCalls()
             #expect(progress.failed == 3)
             #expect(progress.delivered == 2)
 
@@ -153,7 +146,6 @@ struct FailureHandlingTests {
                 #expect(row.attempts == 1)
                 #expect(row.lastErrorMessage?.contains("not uploaded") == true)
                 #expect(try await fixture.object(spooled[index].objectKey) == nil, "nothing at the key")
-                let instrumented = try #require(store.get())
                 let key = spooled[index].objectKey
                 for call in [InstrumentedStore.Call.put, .completeUpload] {
                     #expect(instrumented.count(call, key: key) == 0, "\(call) for a damaged payload")
@@ -207,24 +199,17 @@ struct FailureHandlingTests {
             }
             var paths: [String] = []
             for resource in spooled {
-                paths.append(directory.spool + "/" + (try #require(try await fixture.spool.row(resource.id).payloadPath)))
+                let relative = try #require(try await fixture.spool.row(resource.id).payloadPath)
+                paths.append(directory.spool + "/" + relative)
             }
             var flipped = try readFile(paths[0])
             flipped[flipped.count - 1] ^= 0x20
             try writeFile(paths[0], flipped)
             try writeFile(paths[1], Array(try readFile(paths[1]).dropLast()))
 
-            let store = Shared<InstrumentedStore?>(nil)
-            let progress = try await drain(
-                fixture.spool, timeout: .seconds(60),
-                fixture.resolve { base in
-                    let instrumented = InstrumentedStore(base)
-                    store.set(instrumented)
-                    return instrumented
-                })
+            let (progress, instrumented) = try await fixture.drainCountingCalls()
             #expect(progress.failed == 2)
             #expect(progress.delivered == 1)
-            let instrumented = try #require(store.get())
 
             let flippedRow = try await fixture.spool.row(spooled[0].id)
             #expect(flippedRow.state == .failed && flippedRow.lastErrorCode == "corrupt-payload")

@@ -124,14 +124,14 @@ import Testing
         }
         // Combining is associative whatever the lengths; past 4 GiB that only holds if no length is cut to 32 bits.
         for (first, second) in [(Int64(3) << 30, Int64(3) << 30), (Int64(5) << 30, 12_345), (1, Int64(1) << 40)] {
-            let (a, b, c) = (
-                UInt32.random(in: .min ... .max, using: &generator), UInt32.random(in: .min ... .max, using: &generator),
-                UInt32.random(in: .min ... .max, using: &generator)
-            )
+            let a = UInt32.random(in: .min ... .max, using: &generator)
+            let b = UInt32.random(in: .min ... .max, using: &generator)
+            let c = UInt32.random(in: .min ... .max, using: &generator)
             let left = CRC32C.combine(CRC32C.combine(a, b, secondLength: first), c, secondLength: second)
             let right = CRC32C.combine(a, CRC32C.combine(b, c, secondLength: second), secondLength: first + second)
             #expect(left == right, "lengths \(first) and \(second)")
-            #expect(CRC32C.combine(a, b, secondLength: first + (Int64(1) << 32)) != CRC32C.combine(a, b, secondLength: first))
+            let past4GiB = CRC32C.combine(a, b, secondLength: first + (Int64(1) << 32))
+            #expect(past4GiB != CRC32C.combine(a, b, secondLength: first), "a length cut to 32 bits")
         }
     }
 
