@@ -131,8 +131,11 @@ struct ResourceDelivery {
         var sent: [Int: StoredPart] = [:]
         var checksums: [Int: UInt32] = [:]
         do {
+            // Parts recorded for this upload, by number: looked up once per held part (up to 10,000).
+            let recorded = Dictionary(
+                claim.parts.filter { $0.uploadID == upload }.map { ($0.partNumber, $0) }, uniquingKeysWith: { $1 })
             for part in plan.parts where held[part.number]?.size == part.length {
-                checksums[part.number] = try await heldPartChecksum(part, plan: plan, uploadID: upload)
+                checksums[part.number] = try await heldPartChecksum(part, plan: plan, record: recorded[part.number])
             }
             try await withThrowingTaskGroup(of: (StoredPart, UInt32).self) { group in
                 for part in missing {
@@ -213,11 +216,12 @@ struct ResourceDelivery {
 
     /// The CRC32C of a part the store already holds: the one recorded when it was sent, or — when the drainer that
     /// sent it was killed before recording it — read from the file.
-    private func heldPartChecksum(_ part: PartPlan, plan: MultipartPlan, uploadID: String) async throws -> UInt32 {
-        let record = claim.parts.first {
-            $0.uploadID == uploadID && $0.partNumber == part.number && $0.size == part.length
+    private func heldPartChecksum(_ part: PartPlan, plan: MultipartPlan, record: PartRecord?) async throws -> UInt32 {
+        if let record, record.size == part.length,
+            let recorded = record.checksumCRC32C.flatMap(CRC32C.init(base64BigEndian:))
+        {
+            return recorded.value
         }
-        if let recorded = record?.checksumCRC32C.flatMap(CRC32C.init(base64BigEndian:)) { return recorded.value }
         return try await PayloadReader.crc32c(path: plan.path, offset: part.offset, length: part.length)
     }
 

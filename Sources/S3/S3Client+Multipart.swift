@@ -1,4 +1,5 @@
 import Foundation
+import Hashing
 
 /// A CreateMultipartUpload request.
 public struct CreateMultipartUploadRequest: Sendable {
@@ -120,7 +121,7 @@ extension S3Client {
         return UploadedPart(
             partNumber: partNumber, etag: try Self.requiredETag(response, operation: "UploadPart"), size: body.length,
             checksumCRC32C: response.header("x-amz-checksum-crc32c")
-                ?? checksums.crc32c.map { CRC32CHeader.value($0) })
+                ?? checksums.crc32c.map { CRC32C(resuming: $0).base64BigEndian })
     }
 
     /// One page of the parts S3 holds for an upload (ListParts).
@@ -267,12 +268,5 @@ enum XMLText {
             }
         }
         return output
-    }
-}
-
-/// The `x-amz-checksum-crc32c` form of a CRC32C.
-enum CRC32CHeader {
-    static func value(_ crc: UInt32) -> String {
-        withUnsafeBytes(of: crc.bigEndian) { Data($0).base64EncodedString() }
     }
 }
