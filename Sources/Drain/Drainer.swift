@@ -189,8 +189,13 @@ public final class Drainer: Sendable {
         -> [DeliveryClaim]
     {
         let claim = { [self] in
-            try await spool.claimDue(
-                owner: owner, limit: limit, leaseDuration: options.leaseDuration, pausedRecheck: options.pausedRecheck)
+            // Never a resource this drainer is still delivering, even when its lease ran out while the process was
+            // stalled: a second delivery beside the first would hold a second transfer slot, and the first would no
+            // longer be tracked, renewed or cancelled.
+            let delivering = Set(state.withLock { $0.inFlight.keys })
+            return try await spool.claimDue(
+                owner: owner, limit: limit, leaseDuration: options.leaseDuration, pausedRecheck: options.pausedRecheck,
+                excluding: delivering)
         }
         do {
             return try await claim()
@@ -244,15 +249,15 @@ public final class Drainer: Sendable {
             let task = Task { [self] in
                 let outcome = await delivery.run()
                 metrics.record(outcome, kind: kind, duration: ContinuousClock.now - started)
-                finished(id, outcome: outcome)
+                finished(id, token: claim.token, outcome: outcome)
             }
             state.inFlight[id] = InFlight(token: claim.token, task: task)
         }
     }
 
-    private func finished(_ id: Int64, outcome: DeliveryOutcome) {
+    private func finished(_ id: Int64, token: Int64, outcome: DeliveryOutcome) {
         state.withLock { state in
-            state.inFlight[id] = nil
+            if state.inFlight[id]?.token == token { state.inFlight[id] = nil }
             state.progress.inFlight = state.inFlight.count
             metrics.inFlight(state.progress.inFlight)
             switch outcome {
@@ -348,44 +353,82 @@ public final class Drainer: Sendable {
 }
 
 /// A counting semaphore for async code: bounds concurrent transfers.
+///
+/// Waiting for a permit is cancellable: a delivery cancelled while it waits (its lease was lost, the drainer is
+/// stopping) gives up its place at once instead of holding on until a transfer ends.
 final class AsyncSemaphore: Sendable {
     private struct State {
         var available: Int
-        var waiters: [CheckedContinuation<Void, Never>] = []
+        var waiters: [(id: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+        var nextWaiter: UInt64 = 0
+        /// Waiters cancelled before they were queued (the cancellation handler can run first).
+        var cancelledEarly: Set<UInt64> = []
     }
 
     private let state: Mutex<State>
 
     init(permits: Int) { state = Mutex(State(available: permits)) }
 
+    /// Permits free now.
+    var availablePermits: Int { state.withLock { $0.available } }
+
+    /// Tasks waiting for a permit now.
+    var waitingCount: Int { state.withLock { $0.waiters.count } }
+
+    /// Runs `body` holding a permit.
+    ///
+    /// - Throws: `CancellationError` when the task is cancelled before it gets a permit; what `body` throws.
     func withPermit<T>(_ body: () async throws -> T) async throws -> T {
-        await acquire()
+        try await acquire()
         defer { release() }
         try Task.checkCancellation()
         return try await body()
     }
 
-    private func acquire() async {
-        await withCheckedContinuation { continuation in
-            let granted = state.withLock { state -> Bool in
-                if state.available > 0 {
-                    state.available -= 1
-                    return true
+    private func acquire() async throws {
+        let id = state.withLock { state in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        // A cancellation that came after the permit was granted leaves its mark unread: drop it.
+        defer { state.withLock { _ = $0.cancelledEarly.remove(id) } }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let granted = state.withLock { state -> Bool? in
+                    if state.cancelledEarly.remove(id) != nil { return nil }
+                    if state.available > 0 {
+                        state.available -= 1
+                        return true
+                    }
+                    state.waiters.append((id, continuation))
+                    return false
                 }
-                state.waiters.append(continuation)
-                return false
+                switch granted {
+                case true?: continuation.resume()
+                case nil: continuation.resume(throwing: CancellationError())
+                case false?: break
+                }
             }
-            if granted { continuation.resume() }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+                if let index = state.waiters.firstIndex(where: { $0.id == id }) {
+                    return state.waiters.remove(at: index).continuation
+                }
+                // Not queued: either not yet (it will see this mark) or already granted.
+                state.cancelledEarly.insert(id)
+                return nil
+            }
+            waiter?.resume(throwing: CancellationError())
         }
     }
 
     private func release() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let next = state.withLock { state -> CheckedContinuation<Void, any Error>? in
             if state.waiters.isEmpty {
                 state.available += 1
                 return nil
             }
-            return state.waiters.removeFirst()
+            return state.waiters.removeFirst().continuation
         }
         next?.resume()
     }

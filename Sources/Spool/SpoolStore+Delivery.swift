@@ -46,17 +46,24 @@ extension SpoolStore {
     ///   - limit: The most rows to claim.
     ///   - leaseDuration: The lease length, at most `maximumLeaseDuration`.
     ///   - pausedRecheck: How long a paused destination waits between probes.
+    ///   - excluding: Resources the caller is still delivering. Their leases may have run out while the caller was
+    ///     stalled; claiming one again would start a second delivery of it beside the first. Another drainer may take
+    ///     them over; the caller then learns at its next renewal that the lease is lost.
     /// - Throws: `SpoolError` from the index.
     public func claimDue(
-        owner: String, limit: Int, leaseDuration: Duration, pausedRecheck: Duration = .seconds(30)
+        owner: String, limit: Int, leaseDuration: Duration, pausedRecheck: Duration = .seconds(30),
+        excluding: Set<Int64> = []
     ) async throws -> [DeliveryClaim] {
         guard limit > 0 else { return [] }
         let now = clock.nowMilliseconds()
+        // Bound as one JSON array (read by json_each), whatever the number of ids.
+        let excludedJSON = "[" + excluding.sorted().map(String.init).joined(separator: ",") + "]"
         let identity = self.identity
         let leaseUntil = now + min(leaseDuration, Self.maximumLeaseDuration).milliseconds
         let recheckAt = now + pausedRecheck.milliseconds
         return try await database.run { connection in
-            try connection.transaction {
+            let excluded = SQLiteValue.text(excludedJSON)
+            return try connection.transaction {
                 try Self.expireLeasesOfDeadLocalOwners(connection, host: identity.host, except: owner)
                 try Self.settleTimesAheadOfTheClock(connection, now: now, pausedRecheck: pausedRecheck)
                 var chosen: [(id: Int64, probe: Bool)] = []
@@ -70,7 +77,7 @@ extension SpoolStore {
                     let probe = try connection.queryFirst(
                         "SELECT id FROM resources r WHERE r.destination_id = ? AND \(Self.dueCondition) "
                             + "ORDER BY r.next_attempt_at, r.id LIMIT 1",
-                        [.integer(destination), .integer(now), .integer(now)], { $0.int64(0) })
+                        [.integer(destination), .integer(now), .integer(now), excluded], { $0.int64(0) })
                     try connection.execute(
                         "UPDATE destinations SET paused_next_check_at = ? WHERE id = ?",
                         [.integer(recheckAt), .integer(destination)])
@@ -83,7 +90,7 @@ extension SpoolStore {
                         SELECT r.id FROM resources r JOIN destinations d ON d.id = r.destination_id
                         WHERE d.paused_at IS NULL AND \(Self.dueCondition)
                         ORDER BY r.next_attempt_at, r.id LIMIT ?
-                        """, [.integer(now), .integer(now), .int(remaining)], { ($0.int64(0), false) })
+                        """, [.integer(now), .integer(now), excluded, .int(remaining)], { ($0.int64(0), false) })
                 }
                 var claims: [DeliveryClaim] = []
                 for (id, probe) in chosen {
@@ -127,13 +134,15 @@ extension SpoolStore {
     }
 
     /// Due: pending past its backoff, or leased with the lease expired; a manifest only once its bundle is sealed and
-    /// every resource of it is done. Binds the current time twice.
+    /// every resource of it is done; not among the ids excluded. Binds the current time twice, then the excluded ids as
+    /// a JSON array.
     static let dueCondition = """
         ((r.state = 'pending' AND r.next_attempt_at <= ?) OR (r.state = 'uploading' AND r.lease_expires_at < ?))
         AND (r.kind = 'resource' OR (
             EXISTS (SELECT 1 FROM bundles b WHERE b.id = r.bundle_id AND b.state = 'sealed')
             AND NOT EXISTS (SELECT 1 FROM resources x
                             WHERE x.bundle_id = r.bundle_id AND x.kind = 'resource' AND x.state != 'done')))
+        AND r.id NOT IN (SELECT value FROM json_each(?))
         """
 
     /// The longest lease a claim gets. A lease expiring later than now + this was stamped before the clock stepped

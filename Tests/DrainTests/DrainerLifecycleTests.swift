@@ -70,6 +70,53 @@ struct DrainerLifecycleTests {
         }
     }
 
+    @Test("A drainer whose own lease ran out while it was stalled does not start a second delivery of that resource")
+    func ownExpiredLeaseNotClaimedAgain() async throws {
+        try await withTestDirectory { directory in
+            let storage = try PipelineStorage(
+                directory: directory.target, prefix: "", options: testStorageOptions(),
+                spool: .directory(directory.spool))
+            let spool = storage.spool
+            let resource = try #require(try await spoolSmall(storage, bundle: "stalled", count: 1).first)
+            var options = testDrainOptions(untilDone: false)
+            options.leaseDuration = .milliseconds(900)
+            options.pollInterval = .milliseconds(20)
+            options.gracePeriod = .milliseconds(200)
+            let stores = Shared<[InstrumentedStore]>([])
+            let drainer = Drainer(
+                spool: spool, options: options, logger: testLogger(),
+                resolveStore: slowStores(delay: .seconds(20), stores: stores))
+            let run = Task { try await drainer.run() }
+            defer { drainer.stop() }
+            try #require(
+                try await eventually(timeout: .seconds(10)) {
+                    stores.get().first?.count(.put, key: resource.objectKey) == 1
+                })
+            let claimed = try await spool.row(resource.id)
+
+            // As if the process had stalled past its lease: the lease runs out again and again while the drainer polls
+            // (every 20 ms) and renews (every 300 ms). Nobody else claims the row.
+            let until = ContinuousClock.now + .milliseconds(1_500)
+            while ContinuousClock.now < until {
+                try await spool.database.run { connection in
+                    _ = try connection.execute(
+                        "UPDATE resources SET lease_expires_at = 0 WHERE id = ?", [.integer(resource.id)])
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+
+            let row = try await spool.row(resource.id)
+            #expect(row.fencingToken == claimed.fencingToken, "claimed again by its own drainer")
+            #expect(stores.get().first?.count(.put, key: resource.objectKey) == 1, "a second upload was started")
+            #expect(drainer.progress.inFlight == 1)
+            let claims = try await spool.resourceDetail(resource.id).events.filter { $0.action == "resource.claimed" }
+            #expect(claims.count == 1)
+            drainer.stop()
+            _ = try await run.value
+            #expect(drainer.progress.inFlight == 0)
+        }
+    }
+
     @Test("A drainer whose lease was taken over stops that delivery and records nothing over the new claim")
     func takeover() async throws {
         try await withTestDirectory { directory in

@@ -109,6 +109,65 @@ struct LeaseTests {
         }
     }
 
+    @Test("Resources a drainer is still delivering are not claimed by it again after their leases run out; others may")
+    func claimExcludesResourcesInFlight() async throws {
+        try await withTestDirectory { directory in
+            let (storage, clock) = try storageOnManualClock(directory)
+            let spool = storage.spool
+            let spooled = try await storage.withBundle("excluded") { bundle in
+                var spooled: [SpooledResource] = []
+                for index in 1...3 {
+                    spooled.append(
+                        try await bundle.writeResource(
+                            url: "https://example.com/\(index)", contentType: "text/plain", statusCode: 200,
+                            bytes: [UInt8(index)]))
+                }
+                return spooled
+            }
+            let first = try await spool.claimDue(owner: "a", limit: 10, leaseDuration: .milliseconds(200))
+            #expect(Set(first.map(\.resource.id)) == Set(spooled.map(\.id)))
+            clock.advance(by: 300)
+
+            let stillDelivering: Set<Int64> = [spooled[0].id, spooled[2].id]
+            let again = try await spool.claimDue(
+                owner: "a", limit: 10, leaseDuration: .seconds(10), excluding: stillDelivering)
+            #expect(again.map(\.resource.id) == [spooled[1].id], "only the one not in flight")
+            let renewed = try await spool.renewLeases(
+                first.filter { stillDelivering.contains($0.resource.id) }.map { (id: $0.resource.id, token: $0.token) },
+                leaseDuration: .milliseconds(200))
+            #expect(renewed.isEmpty, "an expired lease nobody took is renewed with its own token")
+
+            clock.advance(by: 300)
+            let other = try await spool.claimDue(owner: "b", limit: 10, leaseDuration: .seconds(10))
+            #expect(Set(other.map(\.resource.id)) == stillDelivering, "another drainer takes the expired leases over")
+        }
+    }
+
+    @Test("A transfer slot waited for is given up at once when the waiting task is cancelled; the slots stay counted")
+    func semaphoreWaitIsCancellable() async throws {
+        let semaphore = AsyncSemaphore(permits: 1)
+        let release = Wakeup()
+        let holder = Task { try await semaphore.withPermit { await release.wait(timeout: .seconds(60)) } }
+        try #require(try await eventually(timeout: .seconds(10)) { semaphore.availablePermits == 0 })
+        let waiter = Task { try await semaphore.withPermit { "ran" } }
+        try #require(try await eventually(timeout: .seconds(10)) { semaphore.waitingCount == 1 })
+        waiter.cancel()
+        await #expect(throws: CancellationError.self) { try await waiter.value }
+        #expect(semaphore.waitingCount == 0)
+
+        let cancelledFirst = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await semaphore.withPermit { "ran" }
+        }
+        await #expect(throws: CancellationError.self) { try await cancelledFirst.value }
+
+        release.signal()
+        try await holder.value
+        #expect(semaphore.availablePermits == 1)
+        #expect(try await semaphore.withPermit { "ran" } == "ran")
+        #expect(semaphore.availablePermits == 1)
+    }
+
     @Test("A lease held by a dead process on this host is reclaimed at once; live and remote owners keep theirs")
     func deadOwners() async throws {
         try await withTestDirectory { directory in
