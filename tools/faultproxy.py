@@ -60,6 +60,8 @@ FAULTS:
                       1 MiB; a chunked body: its first piece), then send nothing for `seconds`, then
                       close (the client sees a truncated body).
   delay               wait `seconds`, then forward normally.
+  delay_response      forward; once the server's response head has arrived (the server has applied the
+                      request), wait `seconds`, then relay the response normally.
 
 Control endpoint (answered by the proxy itself; never forwarded, never counted):
   GET  /__faultproxy/stats[?records=N]  {"requests", "forwarded", "request_body_bytes" (of forwarded
@@ -114,8 +116,9 @@ FAULTS = (
     "stall_mid_request",
     "stall_mid_response",
     "delay",
+    "delay_response",
 )
-DEFAULT_SECONDS = {"delay": 1.0}
+DEFAULT_SECONDS = {"delay": 1.0, "delay_response": 1.0}
 DEFAULT_STALL_SECONDS = 30.0
 RULE_KEYS = {"fault", "probability", "nth", "method", "path_regex", "seconds", "times"}
 
@@ -608,6 +611,8 @@ class Proxy:
                 return await self.forward(request, reader, writer, record, keep, mode="drop")
             if fault == "stall_mid_response":
                 return await self.forward(request, reader, writer, record, keep, mode="stall", seconds=rule.seconds)
+            if fault == "delay_response":
+                return await self.forward(request, reader, writer, record, keep, mode="late", seconds=rule.seconds)
             raise AssertionError(fault)
         finally:
             kind, length = request.framing
@@ -672,7 +677,8 @@ class Proxy:
         self, request: Request, reader, writer, record: dict, keep: bool, mode: str = "normal", seconds: float = 0
     ) -> bool:
         """Forward the request on a new upstream connection and relay the response (mode "normal"),
-        throw it away and RST the client ("drop"), or relay part of it and stall ("stall")."""
+        throw it away and RST the client ("drop"), relay part of it and stall ("stall"), or relay it
+        `seconds` late ("late")."""
         try:
             up_reader, up_writer = await asyncio.wait_for(
                 asyncio.open_connection(HOST, self.upstream_port, limit=HEAD_LIMIT), 10
@@ -753,6 +759,9 @@ class Proxy:
                 await asyncio.wait({pump}, timeout=EARLY_RESPONSE_GRACE)
             abort_with_rst(writer)
             return False
+        if mode == "late":
+            await asyncio.sleep(seconds)
+            mode = "normal"
 
         early = pump is not None and not pump.done()
         if early:

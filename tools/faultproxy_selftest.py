@@ -363,6 +363,17 @@ def run_checks(port: int, env: dict, ctl: Control, proxy_pid: int, big_mib: int)
     elapsed = time.monotonic() - t0
     check("delay 0.5 s: HeadObject succeeds after >= 0.5 s", kind == "ok" and elapsed >= 0.5, f"{elapsed:.2f}s")
 
+    ctl.configure([{"fault": "delay_response", "seconds": 3, "nth": 1, "method": "PUT"}])
+    kind, result = outcome(lambda: impatient.put_object(Bucket=bucket, Key="late", Body=small))
+    check("delay_response 3 s: PutObject with read_timeout=1 times out, yet the object was created",
+          kind == "timeout" and exists("late"), f"{kind} {result}")
+    ctl.configure([{"fault": "delay_response", "seconds": 0.5, "nth": 1}])
+    t0 = time.monotonic()
+    kind, _ = outcome(lambda: s3.head_object(Bucket=bucket, Key="big"))
+    elapsed = time.monotonic() - t0
+    check("delay_response 0.5 s: HeadObject succeeds after >= 0.5 s", kind == "ok" and elapsed >= 0.5,
+          f"{elapsed:.2f}s")
+
     # --- rule selection ---
     ctl.reset()
     ctl.configure([{"fault": "slowdown", "nth": [2, 4], "method": "GET", "path_regex": "/big$"}])

@@ -92,11 +92,27 @@ public actor MetricsReporter {
 
     /// Publishes now (so a textfile collector has a file from the start), then every interval until the task is
     /// cancelled; the caller then calls `publishFinal()` for the final values.
+    ///
+    /// Cancelling ends the wait between publications at once, but lets a publication already under way finish (for
+    /// at most ``finalPublicationTimeout``): a PutMetricData cut off mid-flight may already have been stored, and the
+    /// final publication would then count its interval twice.
     public func run() async {
-        await publish()
+        await publishToTheEnd()
         while !Task.isCancelled {
             do { try await Task.sleep(for: options.interval) } catch { return }
-            await publish()
+            await publishToTheEnd()
+        }
+    }
+
+    private func publishToTheEnd() async {
+        let publication = Task { await publish() }
+        await withTaskCancellationHandler {
+            await publication.value
+        } onCancel: {
+            Task {
+                try? await Task.sleep(for: Self.finalPublicationTimeout)
+                publication.cancel()
+            }
         }
     }
 

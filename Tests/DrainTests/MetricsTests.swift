@@ -729,6 +729,63 @@ struct MetricsTests {
         }
     }
 
+    @Test("Stopping the reporter while a PutMetricData is under way lets it finish: the last publication does not send that interval again")
+    func stopDuringPublication() async throws {
+        let server = try await LocalS3.shared.server()
+        let proxy = try await LocalS3.shared.newFaultProxy()
+        try await withTestDirectory { directory in
+            var options = testStorageOptions()
+            options.cloudwatchMetrics = true
+            options.metricsNamespace = uniqueNamespace("stopped")
+            let fixture = try await TargetFixture.make(.directory, in: directory, prefix: "", options: options)
+            let count = 3
+            try await fixture.storage.withBundle("cw") { bundle in
+                for index in 0..<count {
+                    _ = try await bundle.writeResource(
+                        url: "https://example.com/cw/\(index)", contentType: "text/plain", statusCode: 200,
+                        bytes: content(size: 500 + index, seed: 900 + index))
+                }
+            }
+            let metrics = DrainMetrics()
+            _ = try await Drainer(
+                spool: fixture.spool, options: testDrainOptions(), logger: testLogger(), metrics: metrics,
+                resolveStore: fixture.resolve()
+            ).run()
+            // The server stores the first PutMetricData at once; its answer reaches the reporter 6 s later.
+            try await proxy.configure([.init(fault: "delay_response", nth: [1], seconds: 6)])
+            var reporterOptions = MetricsReporterOptions()
+            reporterOptions.interval = .seconds(3600)
+            let credentials = StaticCredentialsProvider(
+                AWSCredentials(accessKeyID: server.accessKeyID, secretAccessKey: server.secretAccessKey))
+            reporterOptions.cloudWatch = CloudWatchOptions(
+                region: server.region, dimensions: [.init("Host", "test-host")],
+                makeClient: { region in
+                    try CloudWatchClient(region: region, endpoint: proxy.endpoint, credentials: credentials)
+                })
+            let reporter = MetricsReporter(
+                spool: fixture.spool, metrics: metrics, options: reporterOptions, logger: testLogger(),
+                environment: [:])
+            let delivered = {
+                try await metricStatistics(
+                    server, namespace: options.metricsNamespace, name: "pipeline_storage_uploads_total",
+                    dimensions: [("Host", "test-host"), ("kind", "resource"), ("result", "delivered")])
+            }
+            let running = Task { await reporter.run() }
+            try #require(try await eventually(timeout: .seconds(30)) { try await delivered()["Sum"] != nil })
+
+            // Stopped while the answer is still on its way (as spool-drain does at exit), then the last publication.
+            running.cancel()
+            await running.value
+            await reporter.publishFinal()
+
+            let sent = try await delivered()
+            #expect(sent["Sum"] == Double(count), "the interval under way at the stop was sent again: \(sent)")
+            #expect(sent["SampleCount"] == 2, "the first interval, then the last one's increase of zero")
+            #expect(try await proxy.stats().count("delay_response") == 1)
+        }
+        try await proxy.stop()
+    }
+
     @Test("EMF lines: one JSON object per line, _aws metadata naming every metric and dimension present")
     func embeddedMetricFormat() async throws {
         try await withTestDirectory { directory in
