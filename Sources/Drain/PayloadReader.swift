@@ -5,9 +5,9 @@ import Hashing
 /// Reads spool payload files back for delivery, on threads of its own (never the cooperative pool).
 ///
 /// A single-PUT payload is read whole for its SHA-256 (the payload hash that is signed) and CRC32C before it is
-/// streamed. A multipart payload is read one part at a time, right before the part is sent, for the part's SHA-256
-/// and CRC32C; the whole file's CRC32C is then combined from the parts' instead of being read for again. So each
-/// byte is read once to be hashed and once to be sent, and hashed once.
+/// streamed. A multipart payload is read part by part — two equal parts at a time, hashed side by side — right before
+/// the parts are sent, for each part's SHA-256 and CRC32C; the whole file's CRC32C is then combined from the parts'
+/// instead of being read for again. So each byte is read once to be hashed and once to be sent, and hashed once.
 enum PayloadReader {
     private static let queue = DispatchQueue(label: "pipeline-storage.payload-read", attributes: .concurrent)
     /// Bytes per read: enough that system calls cost nothing next to the hashing, few enough that a piece is still in
@@ -35,6 +35,16 @@ enum PayloadReader {
     ///   before the range does (it shrank after its size was checked).
     static func digestRange(path: String, offset: Int64, length: Int64) async throws -> Digest {
         try await blocking { try digest(path: path, offset: offset, length: length) }
+    }
+
+    /// The SHA-256s and CRC32Cs of two ranges of the same length (two parts before they are sent), hashed side by side
+    /// (``SHA256PairHasher``): two parts cost about 80% of what hashing them one after the other does.
+    ///
+    /// - Throws: `PayloadError`, as ``digestRange(path:offset:length:)``.
+    static func digestRanges(path: String, offsets first: Int64, _ second: Int64, length: Int64) async throws
+        -> (first: Digest, second: Digest)
+    {
+        try await blocking { try digestPair(path: path, first: first, second: second, length: length) }
     }
 
     /// The CRC32C of `length` bytes at `offset` (a part the store already holds whose checksum was never recorded).
@@ -71,6 +81,57 @@ enum PayloadReader {
         return Digest(size: size, sha256: sha256.finalize().hexString, crc32c: crc32c.value)
     }
 
+    private static func digestPair(path: String, first: Int64, second: Int64, length: Int64) throws
+        -> (first: Digest, second: Digest)
+    {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw unreadable(path) }
+        defer { close(descriptor) }
+        var sha256 = SHA256PairHasher()
+        var crc32c = (CRC32C(), CRC32C())
+        var pieces = ([UInt8](repeating: 0, count: pieceBytes), [UInt8](repeating: 0, count: pieceBytes))
+        var done: Int64 = 0
+        while done < length {
+            let wanted = Int(min(Int64(pieceBytes), length - done))
+            try readFully(descriptor, path: path, into: &pieces.0, count: wanted, at: first + done, rangeEnd: first + length)
+            try readFully(
+                descriptor, path: path, into: &pieces.1, count: wanted, at: second + done, rangeEnd: second + length)
+            pieces.0.withUnsafeBytes { one in
+                pieces.1.withUnsafeBytes { two in
+                    let (a, b) = (UnsafeRawBufferPointer(rebasing: one.prefix(wanted)),
+                                  UnsafeRawBufferPointer(rebasing: two.prefix(wanted)))
+                    sha256.update(a, b)
+                    crc32c.0.update(a)
+                    crc32c.1.update(b)
+                }
+            }
+            done += Int64(wanted)
+        }
+        let digests = sha256.finalize()
+        return (
+            Digest(size: length, sha256: digests.first.hexString, crc32c: crc32c.0.value),
+            Digest(size: length, sha256: digests.second.hexString, crc32c: crc32c.1.value)
+        )
+    }
+
+    /// Reads exactly `count` bytes at `offset` into the start of `buffer`.
+    ///
+    /// - Throws: `PayloadError` `payload-missing` when reading fails, `corrupt-payload` when the file ends first.
+    private static func readFully(
+        _ descriptor: Int32, path: String, into buffer: inout [UInt8], count: Int, at offset: Int64, rangeEnd: Int64
+    ) throws {
+        var got = 0
+        while got < count {
+            let read = buffer.withUnsafeMutableBytes {
+                pread(descriptor, $0.baseAddress! + got, count - got, off_t(offset + Int64(got)))
+            }
+            if read < 0 && errno == EINTR { continue }
+            guard read >= 0 else { throw readFailed(path) }
+            guard read > 0 else { throw endedEarly(path, at: offset + Int64(got), rangeEnd: rangeEnd) }
+            got += read
+        }
+    }
+
     /// Reads from `offset` to `offset + length` (to the end of the file when `length` is nil), handing each piece to
     /// `body` as it arrives; returns the bytes read.
     @discardableResult
@@ -86,18 +147,10 @@ enum PayloadReader {
             let wanted = Int(min(Int64(buffer.count), length.map { $0 - done } ?? Int64(buffer.count)))
             let got = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, wanted, off_t(offset + done)) }
             if got < 0 && errno == EINTR { continue }
-            guard got >= 0 else {
-                throw PayloadError(
-                    code: "payload-missing",
-                    message: "reading \(path) failed: \(String(cString: strerror(errno))); it was not uploaded")
-            }
+            guard got >= 0 else { throw readFailed(path) }
             if got == 0 {
                 guard let length else { break }
-                throw PayloadError(
-                    code: "corrupt-payload",
-                    message: "the spooled payload file \(path) ends at byte \(offset + done), before byte "
-                        + "\(offset + length) it had when its delivery began; it was not uploaded. Check the disk, "
-                        + "then write the resource again")
+                throw endedEarly(path, at: offset + done, rangeEnd: offset + length)
             }
             buffer.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0.prefix(got))) }
             done += Int64(got)
@@ -109,6 +162,19 @@ enum PayloadReader {
         try await withCheckedThrowingContinuation { continuation in
             queue.async { continuation.resume(with: Result { try body() }) }
         }
+    }
+
+    private static func readFailed(_ path: String) -> PayloadError {
+        PayloadError(
+            code: "payload-missing",
+            message: "reading \(path) failed: \(String(cString: strerror(errno))); it was not uploaded")
+    }
+
+    private static func endedEarly(_ path: String, at end: Int64, rangeEnd: Int64) -> PayloadError {
+        PayloadError(
+            code: "corrupt-payload",
+            message: "the spooled payload file \(path) ends at byte \(end), before byte \(rangeEnd) it had when its "
+                + "delivery began; it was not uploaded. Check the disk, then write the resource again")
     }
 
     private static func unreadable(_ path: String) -> PayloadError {

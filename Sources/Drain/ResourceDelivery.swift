@@ -137,9 +137,12 @@ struct ResourceDelivery {
             for part in plan.parts where held[part.number]?.size == part.length {
                 checksums[part.number] = try await heldPartChecksum(part, plan: plan, record: recorded[part.number])
             }
+            let digests = PartDigests(path: plan.path, parts: missing)
             try await withThrowingTaskGroup(of: (StoredPart, UInt32).self) { group in
                 for part in missing {
-                    group.addTask { [self] in try await sendPart(part, plan: plan, key: write.key, uploadID: upload) }
+                    group.addTask { [self] in
+                        try await sendPart(part, plan: plan, digests: digests, key: write.key, uploadID: upload)
+                    }
                 }
                 for try await (part, checksum) in group {
                     sent[part.number] = part
@@ -190,14 +193,14 @@ struct ResourceDelivery {
         }
     }
 
-    /// Reads a part for its SHA-256 and CRC32C, sends it, and records it; returns what the store answered and the
-    /// part's CRC32C. The read happens inside the transfer permit, right before the send, so the part is likely still
-    /// in the page cache and at most one read runs per transfer.
-    private func sendPart(_ part: PartPlan, plan: MultipartPlan, key: String, uploadID: String) async throws
-        -> (StoredPart, UInt32)
-    {
+    /// Gets a part's SHA-256 and CRC32C, sends it, and records it; returns what the store answered and the part's
+    /// CRC32C. The digest is taken inside the transfer permit, right before the send (hashed then, with the part it
+    /// is paired with, or already hashed by that part's task), so the part is likely still in the page cache.
+    private func sendPart(
+        _ part: PartPlan, plan: MultipartPlan, digests: PartDigests, key: String, uploadID: String
+    ) async throws -> (StoredPart, UInt32) {
         let (stored, sha256, crc32c) = try await transfers.withPermit {
-            let digest = try await PayloadReader.digestRange(path: plan.path, offset: part.offset, length: part.length)
+            let digest = try await digests.digest(of: part)
             let stored = try await store.uploadPart(
                 key: key, uploadID: uploadID, number: part.number,
                 body: .file(path: plan.path, offset: part.offset, length: part.length), crc32c: digest.crc32c,
