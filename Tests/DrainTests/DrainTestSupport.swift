@@ -5,7 +5,7 @@ import Logging
 import PipelineStorage
 import S3
 import Synchronization
-import SpoolTestSupport
+@_exported import SpoolTestSupport  // eventually, unusedPID, expectSpoolError: for every file of this target
 import Testing
 
 @testable import LocalS3Support
@@ -125,18 +125,6 @@ func drain(
     }
     defer { watchdog.cancel() }
     return try await drainer.run()
-}
-
-/// Polls `condition` every 50 ms until it holds; false when `timeout` passed first.
-func eventually(
-    timeout: Duration = .seconds(30), _ condition: () async throws -> Bool
-) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    return try await condition()
 }
 
 // MARK: Directories
