@@ -366,7 +366,9 @@ final class InstrumentedStore: ObjectStore {
 
     func put(_ object: ObjectWrite) async throws -> StoredObject {
         try await note(.put, object.key)
-        return try await base.put(object)
+        let stored = try await base.put(object)
+        done(.put, object.key)
+        return stored
     }
 
     func head(key: String) async throws -> ExistingObject? {
