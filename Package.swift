@@ -144,7 +144,7 @@ let package = Package(
         .testTarget(
             name: "DrainTests",
             dependencies: ["Drain", "Spool", "S3", "Hashing", "PipelineStorage", "LocalS3Support", "SpoolTestSupport"]),
-        // Assertions shared by the spool's test targets.
+        // Assertions and helpers (eventually, unusedPID) shared by the spool's test targets.
         .target(name: "SpoolTestSupport", dependencies: ["Spool"], path: "Tests/SpoolTestSupport"),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "Hashing", "CSQLite", "SpoolTestSupport"]),
         .testTarget(

@@ -322,12 +322,13 @@ struct ProcessProviderTests {
     @Test("A program that runs too long is killed at the time limit")
     func timeout() async throws {
         let sandbox = try Sandbox()
-        let script = try sandbox.write("slow", "#!/bin/sh\nexec sleep 30\n", executable: true)
+        let script = try sandbox.write("slow", "#!/bin/sh\nexec sleep 120\n", executable: true)
         let provider = ProcessCredentialsProvider(
             command: script, profile: "slow", timeout: .milliseconds(300), environment: sandbox.environment())
         let started = ContinuousClock.now
         let error = await expectS3Error("CredentialProcessFailed") { _ = try await provider.credentials() }
-        #expect(ContinuousClock.now - started < .seconds(20))
+        // Killed at the limit, not waited for: loose for a loaded machine, and well below the program's 120 s.
+        #expect(ContinuousClock.now - started < .seconds(40))
         #expect(error?.message.contains("did not finish within") == true)
     }
 }

@@ -70,13 +70,14 @@ struct DestinationCredentialsTests {
                 let objects = try await admin.listAllObjects(bucket: bucket, prefix: "")
                 #expect(objects.count == 4)
             } else {
-                // The profile's own key may not write to S3: the destination pauses, nothing is delivered.
-                let watchdog = Task {
-                    try await Task.sleep(for: .seconds(3))
-                    drainer.stop()
-                }
-                let progress = try await drainer.run()
-                watchdog.cancel()
+                // The profile's own key may not write to S3: the destination pauses, nothing is delivered. Stopped
+                // once it has paused, not after a fixed time: on a loaded machine the first claim can take seconds.
+                let run = Task { try await drainer.run() }
+                defer { drainer.stop() }  // also when the wait below throws
+                let paused = try await eventually(timeout: .seconds(60)) { drainer.progress.pauses >= 1 }
+                drainer.stop()
+                let progress = try await run.value
+                #expect(paused, "the destination was not paused within 60 s")
                 #expect(progress.delivered == 0)
                 #expect(progress.pauses >= 1, "AccessDenied pauses the destination")
                 let objects = try await admin.listAllObjects(bucket: bucket, prefix: "")

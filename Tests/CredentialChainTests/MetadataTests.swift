@@ -15,6 +15,22 @@ let localCredentials = [
 
 @Suite("Container credentials and EC2 instance metadata, against a local server (tools/credserver.py)")
 struct MetadataTests {
+    /// Bound on each instance metadata request in these tests. The provider's own 2 s is meant for a chain run off
+    /// EC2; from the local Python server on a machine busy with the whole suite, an answer can take longer, and a
+    /// timeout would replace the answer (or refusal) a test checks.
+    static let metadataRequestTimeout: Duration = .seconds(30)
+
+    /// A transport whose metadata requests have that bound.
+    static func patientTransport() -> PatientTransport { PatientTransport(timeout: metadataRequestTimeout) }
+
+    /// Chain options whose metadata requests have that bound.
+    static func patientChainOptions(allowsIMDSv1: Bool = false) -> CredentialChain.Options {
+        var options = chainOptions()
+        options.allowsIMDSv1 = allowsIMDSv1
+        options.metadataTransport = patientTransport()
+        return options
+    }
+
     func server(_ settings: CredentialServer.Settings = CredentialServer.Settings()) async throws -> CredentialServer {
         let server = try await LocalS3.shared.newCredentialServer()
         var settings = settings
@@ -102,12 +118,14 @@ struct MetadataTests {
         let environment = sandbox.environment([
             "AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": server.endpoint + "/",
         ])
-        let provider = InstanceMetadataCredentialsProvider(environment: environment)
+        let provider = InstanceMetadataCredentialsProvider(
+            environment: environment, transport: Self.patientTransport(),
+            requestTimeout: Self.metadataRequestTimeout)
         #expect(provider.endpoint == server.endpoint)
         let credentials = try await provider.credentials()
         #expect(credentials.accessKeyID == "ASIALOCALONE")
         #expect(credentials.sessionToken == "localTokenOne0123456789")
-        let chain = CredentialChain(environment: environment)
+        let chain = CredentialChain(options: Self.patientChainOptions(), environment: environment)
         #expect(try await chain.credentials().accessKeyID == "ASIALOCALTWO")
         #expect(chain.providerName == "EC2 instance metadata (\(server.endpoint), IMDSv2)")
         let stats = try await server.stats()
@@ -122,11 +140,13 @@ struct MetadataTests {
         let environment = sandbox.environment([
             "AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": server.endpoint,
         ])
-        let strict = InstanceMetadataCredentialsProvider(environment: environment)
+        let strict = InstanceMetadataCredentialsProvider(
+            environment: environment, transport: Self.patientTransport(),
+            requestTimeout: Self.metadataRequestTimeout)
         let error = await expectS3Error("CredentialsNotFound") { _ = try await strict.credentials() }
         #expect(
             error?.message.contains("refused the IMDSv2 token request (HTTP 403), and IMDSv1 is not allowed") == true)
-        let chain = CredentialChain(environment: environment)
+        let chain = CredentialChain(options: Self.patientChainOptions(), environment: environment)
         let notFound = await expectS3Error("CredentialsNotFound") { _ = try await chain.credentials() }
         #expect(
             notFound?.message.contains("(8) EC2 instance metadata: EC2 instance metadata at \(server.endpoint) refused")
@@ -134,11 +154,12 @@ struct MetadataTests {
         var stats = try await server.stats()
         #expect(stats.roleRequests == 0 && stats.credentialRequests == 0, "no IMDSv1 request was made")
 
-        let lenient = InstanceMetadataCredentialsProvider(allowsIMDSv1: true, environment: environment)
+        let lenient = InstanceMetadataCredentialsProvider(
+            allowsIMDSv1: true, environment: environment, transport: Self.patientTransport(),
+            requestTimeout: Self.metadataRequestTimeout)
         #expect(try await lenient.credentials().accessKeyID == "ASIALOCALONE")
-        var options = chainOptions()
-        options.allowsIMDSv1 = true
-        let lenientChain = CredentialChain(options: options, environment: environment)
+        let lenientChain = CredentialChain(
+            options: Self.patientChainOptions(allowsIMDSv1: true), environment: environment)
         #expect(try await lenientChain.credentials().accessKeyID == "ASIALOCALTWO")
         #expect(lenientChain.providerName?.contains("IMDSv1 allowed") == true)
         stats = try await server.stats()
@@ -194,5 +215,26 @@ struct MetadataTests {
             #expect(try await chain.credentials().accessKeyID.hasPrefix("ASIA"), "\(profile)")
             try await putAndGet(moto, chain, test: "credentialSources-\(profile)")
         }
+    }
+}
+
+/// libcurl with a generous bound on every request, whatever bound the request carries: the chain builds its instance
+/// metadata provider with the provider's default 2 s per request and has an option for the transport only. Connects
+/// within 10 s and calls a transfer stalled after `timeout` without data (the metadata transport: 1 s and 5 s).
+struct PatientTransport: HTTPTransport {
+    let timeout: Duration
+    private let base: CurlTransport
+
+    init(timeout: Duration) {
+        self.timeout = timeout
+        var options = TransportOptions()
+        options.lowSpeedWindow = timeout
+        base = CurlTransport(options: options)
+    }
+
+    func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
+        var request = request
+        request.timeout = max(request.timeout ?? timeout, timeout)
+        return try await base.execute(request)
     }
 }

@@ -83,22 +83,45 @@ struct LocalAWSServices {
 // MARK: Counting what reaches S3
 
 /// Passes requests to libcurl and keeps their method and URL: tells bucket set-up calls from deliveries.
+///
+/// It sees every attempt, the S3 client's retries included: a moto busy with the whole suite sometimes answers 5xx
+/// or drops a connection, and the client sends the request again. `setupCalls` leaves those attempts out.
 final class CountingTransport: HTTPTransport {
+    private struct Attempt {
+        let method: String
+        let url: String
+        let body: [UInt8]
+        /// Whether it got an answer the client does not retry (not 5xx, not 429); false for no answer at all.
+        var final = false
+    }
+
     private let base = CurlTransport(options: TransportOptions())
-    private let sent = Mutex<[(method: String, url: String, body: [UInt8])]>([])
+    private let sent = Mutex<[Attempt]>([])
 
     func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
         var body: [UInt8] = []
         if case .bytes(let bytes) = request.body, bytes.count < 64 << 10 { body = bytes }
-        sent.withLock { $0.append((request.method, request.url, body)) }
-        return try await base.execute(request)
+        let index = sent.withLock {
+            $0.append(Attempt(method: request.method, url: request.url, body: body))
+            return $0.count - 1
+        }
+        let response = try await base.execute(request)
+        if !(500..<600).contains(response.status) && response.status != 429 {
+            sent.withLock { $0[index].final = true }
+        }
+        return response
     }
 
-    /// The bucket set-up calls made: CreateBucket, HeadBucket and the configuration subresources, as
-    /// `METHOD subresource` (`PUT publicAccessBlock`, `HEAD bucket`, `PUT bucket`).
-    var setupCalls: [String] {
+    /// The bucket set-up calls made, each once however many attempts it took: CreateBucket, HeadBucket and the
+    /// configuration subresources, as `METHOD subresource` (`PUT publicAccessBlock`, `HEAD bucket`, `PUT bucket`).
+    var setupCalls: [String] { setupRequests(sent.withLock { $0 }.filter(\.final)) }
+
+    /// Every attempt at a bucket set-up call, retries and attempts that got no answer included.
+    var setupAttempts: [String] { setupRequests(sent.withLock { $0 }) }
+
+    private func setupRequests(_ attempts: [Attempt]) -> [String] {
         let subresources = ["lifecycle", "policy", "publicAccessBlock", "encryption", "versioning", "location"]
-        return sent.withLock { $0 }.compactMap { request in
+        return attempts.compactMap { request in
             let afterHost = request.url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false)
             guard afterHost.count >= 4 else { return nil }
             let pathAndQuery = afterHost[3]

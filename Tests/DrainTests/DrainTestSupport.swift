@@ -5,7 +5,7 @@ import Logging
 import PipelineStorage
 import S3
 import Synchronization
-import SpoolTestSupport
+@_exported import SpoolTestSupport  // eventually, unusedPID, expectSpoolError: for every file of this target
 import Testing
 
 @testable import LocalS3Support
@@ -125,18 +125,6 @@ func drain(
     }
     defer { watchdog.cancel() }
     return try await drainer.run()
-}
-
-/// Polls `condition` every 50 ms until it holds; false when `timeout` passed first.
-func eventually(
-    timeout: Duration = .seconds(30), _ condition: () async throws -> Bool
-) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    return try await condition()
 }
 
 // MARK: Directories
@@ -378,7 +366,9 @@ final class InstrumentedStore: ObjectStore {
 
     func put(_ object: ObjectWrite) async throws -> StoredObject {
         try await note(.put, object.key)
-        return try await base.put(object)
+        let stored = try await base.put(object)
+        done(.put, object.key)
+        return stored
     }
 
     func head(key: String) async throws -> ExistingObject? {

@@ -82,7 +82,7 @@ struct IndexDamageTests {
                 try resolver()($0)
             }
             let watchdog = Task {
-                try await Task.sleep(for: .seconds(30))
+                try await Task.sleep(for: .seconds(120))
                 drainer.stop()
             }
             defer { watchdog.cancel() }
@@ -91,7 +91,8 @@ struct IndexDamageTests {
             } throws: { error in
                 (error as? SpoolError)?.code == .corrupt
             }
-            #expect(ContinuousClock.now - started < .seconds(10))
+            // At its first claim, not polling on until the watchdog: loose for a loaded machine, well below 120 s.
+            #expect(ContinuousClock.now - started < .seconds(40))
         }
     }
 

@@ -176,8 +176,7 @@ struct LeaseTests {
                 spool: .directory(directory.spool))
             let spool = storage.spool
             let host = ActorIdentity.current.host
-            let deadPID = 999_999
-            try #require(kill(pid_t(deadPID), 0) != 0 && errno == ESRCH, "pid \(deadPID) must not exist")
+            let deadPID = try #require(unusedPID(), "no pid is free beyond pid_max")
 
             // Claimed one at a time, the dead owner last (any claim expires the leases of dead local owners).
             var owners: [Int64: String] = [:]
@@ -200,7 +199,8 @@ struct LeaseTests {
 
             let start = ContinuousClock.now
             let reclaimed = try await spool.claimDue(owner: "drainer-c", limit: 10, leaseDuration: .seconds(60))
-            #expect(ContinuousClock.now - start < .seconds(5))
+            // At once, not after the 60 s lease: the bound is loose for a loaded machine, and still well below it.
+            #expect(ContinuousClock.now - start < .seconds(30))
             #expect(reclaimed.count == 1, "only the dead local owner's lease: \(reclaimed.map(\.reclaimedFrom))")
             #expect(reclaimed.first?.reclaimedFrom == "\(host)/\(deadPID)/x")
             #expect(reclaimed.first.map { owners[$0.resource.id] } == "\(host)/\(deadPID)/x")

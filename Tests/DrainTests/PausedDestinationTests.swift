@@ -36,7 +36,8 @@ struct PausedDestinationTests {
         let run = Task { try await drainer.run() }
         defer { drainer.stop() }
 
-        let paused = try await eventually(timeout: .seconds(20)) {
+        // Generous waits: moto can take seconds per request while the whole suite runs on two cores.
+        let paused = try await eventually(timeout: .seconds(60)) {
             try await spool.status().pausedDestinations.contains { codes.contains($0.errorCode) }
         }
         try #require(paused, "the destination was not paused with \(codes)")
@@ -44,7 +45,7 @@ struct PausedDestinationTests {
         #expect(pause.destination.hasPrefix("s3://"))
         #expect(!pause.message.isEmpty)
         // Probes go on while paused (one claim per recheck), without burning attempts.
-        let probed = try await eventually(timeout: .seconds(10)) {
+        let probed = try await eventually(timeout: .seconds(60)) {
             try await spool.auditEvents(action: "resource.claimed").filter { $0.detail["probe"] == "true" }.count >= 3
         }
         #expect(probed, "the paused destination was probed again and again")
@@ -56,7 +57,7 @@ struct PausedDestinationTests {
 
         try await fix()
 
-        let delivered = try await eventually(timeout: .seconds(30)) {
+        let delivered = try await eventually(timeout: .seconds(120)) {
             let status = try await spool.status()
             return status.count(.done) == expected.count && status.bundles(.delivered) == 1
         }

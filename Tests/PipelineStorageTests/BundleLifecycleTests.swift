@@ -204,15 +204,22 @@ import Glibc
             let storage = try spool.storage()
             let bundle = try await storage.openBundle("in-flight")
             let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
+            let chunksTaken = Counter()
+            let counted = stream.map { chunk -> [UInt8] in
+                chunksTaken.increment()
+                return chunk
+            }
             let write = Task {
                 try await bundle.writeResource(
                     url: "https://e.com/slow.bin", contentType: "application/octet-stream", statusCode: 200,
-                    stream: stream)
+                    stream: counted)
             }
             continuation.yield(testBytes(1000, seed: 1))
             // Wait until the write has started (it has taken the first chunk: the bundle counts it in flight).
-            try await Task.sleep(for: .milliseconds(100))
+            let started = try await eventually(timeout: .seconds(30)) { chunksTaken.value == 1 }
+            try #require(started, "the write never took the first chunk")
             let close = Task { try await bundle.close() }
+            // Time for close to reach the write in flight; it must not seal the bundle while it waits.
             try await Task.sleep(for: .milliseconds(100))
             #expect(try await storage.spool.bundle("in-flight")?.state == .open)
             continuation.yield(testBytes(1000, seed: 2))

@@ -57,7 +57,8 @@ import Testing
             }
             let elapsed = clock.now - start
             #expect(elapsed >= .milliseconds(300), "gave up after \(elapsed), before spoolFullWait")
-            #expect(elapsed < .seconds(10), "took \(elapsed)")
+            // It gives up, rather than waiting on: loose, for a machine busy with the whole suite.
+            #expect(elapsed < .seconds(60), "took \(elapsed)")
 
             #expect(spool.temporaryFiles.isEmpty)
             #expect(spool.dataFiles.count == 2)
@@ -72,7 +73,8 @@ import Testing
 
     @Test func aWaitingWriteSucceedsOnceTheDrainerFreesSpace() async throws {
         try await withTemporarySpool { spool in
-            let storage = try spool.storage(spoolOptions: limitedOptions(wait: .seconds(5)))
+            // A long wait, so that a write finishing well before it was woken by the freed space, not by the deadline.
+            let storage = try spool.storage(spoolOptions: limitedOptions(wait: .seconds(60)))
             let bundle = try await storage.openBundle("waiting")
             let written = try await fill(bundle)
             let payload = testBytes(200_000, seed: 42)
@@ -100,7 +102,7 @@ import Testing
             let resource = try await write.value
             let elapsed = clock.now - start
             #expect(elapsed >= .milliseconds(200))
-            #expect(elapsed < .seconds(5), "the write waited for the full spoolFullWait")
+            #expect(elapsed < .seconds(30), "not woken when space was freed: took \(elapsed)")
             #expect(try await storage.spool.payloadBytes(of: resource.id) == payload)
             #expect(resource.seq == written.count + 1)
             #expect(spool.temporaryFiles.isEmpty)

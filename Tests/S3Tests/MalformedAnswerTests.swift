@@ -156,11 +156,11 @@ final class CannedHTTPServer: @unchecked Sendable {
     // @unchecked: `listener` is set once in init; the counter is atomic-by-lock.
     let port: Int
     private let listener: Int32
-    private let served = Mutex(0)
+    private let received = Mutex(0)
     private let answer: [UInt8]
 
-    /// Requests answered so far.
-    var requests: Int { served.withLock { $0 } }
+    /// Requests read so far (each is counted before its answer is sent).
+    var requests: Int { received.withLock { $0 } }
 
     init(answer: [UInt8]) throws {
         self.answer = answer
@@ -200,20 +200,23 @@ final class CannedHTTPServer: @unchecked Sendable {
         while true {
             let connection = accept(listener, nil, nil)
             guard connection >= 0 else { return }
-            var received: [UInt8] = []
+            var request: [UInt8] = []
             var buffer = [UInt8](repeating: 0, count: 64 << 10)
             var expected: Int?
-            while expected.map({ received.count < $0 }) ?? true {
+            while expected.map({ request.count < $0 }) ?? true {
                 let count = buffer.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
                 if count <= 0 { break }
-                received += buffer[0..<count]
-                if expected == nil, let end = Self.headEnd(received) {
-                    let head = String(decoding: received[..<end], as: UTF8.self).lowercased()
+                request += buffer[0..<count]
+                if expected == nil, let end = Self.headEnd(request) {
+                    let head = String(decoding: request[..<end], as: UTF8.self).lowercased()
                     let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
                         .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) }
                     expected = end + 4 + (length ?? 0)
                 }
             }
+            // Counted before answering: a client that gives up on the first line of the answer returns (and the test
+            // reads the count) while this thread may still be sending.
+            if !request.isEmpty { received.withLock { $0 += 1 } }
             var sent = 0
             while sent < answer.count {
                 let count = answer[sent...].withUnsafeBytes {
@@ -222,7 +225,6 @@ final class CannedHTTPServer: @unchecked Sendable {
                 if count <= 0 { break }
                 sent += count
             }
-            served.withLock { $0 += 1 }
             shutdown(connection, Int32(SHUT_WR))
             close(connection)
         }

@@ -321,8 +321,14 @@ struct S3FaultTests {
         let client = localClient(server, endpoint: proxy.endpoint, transport: options)
         let body = seededBytes(256 << 10, seed: 7)
         try await proxy.configure([FaultProxy.Rule(fault: fault, nth: [1], seconds: 30)], seed: 1)
-        defer { Task { try? await proxy.configure([], seed: 1) } }
-        try await client.putObject(PutObjectRequest(bucket: bucket, key: "faulted-\(fault)", body: .bytes(body)))
+        // The rules are cleared before this case ends, on failure too: a reset left to a task of its own (a deferred
+        // `Task { }`) could land after the next case's `configure` and wipe that case's fault.
+        do {
+            try await client.putObject(PutObjectRequest(bucket: bucket, key: "faulted-\(fault)", body: .bytes(body)))
+        } catch {
+            try? await proxy.configure([], seed: 1)
+            throw error
+        }
         #expect(client.currentStatistics.attempts == 2, "attempts with fault \(fault)")
         #expect(client.currentStatistics.retries == 1)
         try await proxy.configure([], seed: 1)

@@ -77,7 +77,7 @@ import Glibc
             let spool = try await TestSpool(directory + "/spool")
             _ = try await populate(spool)
             try await spool.openBundle("other-host")
-            let deadPID = try #require(Self.unusedPID())
+            let deadPID = try #require(unusedPID())
             let raw = try RawDatabase(directory + "/spool/spool.db")
             try raw.execute("UPDATE bundles SET writer_pid = \(deadPID) WHERE id IN ('open-1', 'other-host')")
             // A bundle held by a process on another host cannot be judged from here.
@@ -201,14 +201,5 @@ import Glibc
                 try await spool.write([1, 2, 3], to: "missing")
             }
         }
-    }
-
-    /// A pid no process has: beyond the kernel's pid_max.
-    static func unusedPID() -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/sys/kernel/pid_max", encoding: .utf8),
-            let max = Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
-        else { return 999_999_999 }
-        let pid = max + 12_345
-        return processIsAlive(pid) ? nil : pid
     }
 }
