@@ -2,24 +2,25 @@ import Foundation
 import Hashing
 import Synchronization
 
-/// The SHA-256s and CRC32Cs of the parts a multipart upload still has to send, computed two equal parts at a time
-/// (``PayloadReader/digestRanges(path:offsets:_:length:)``), right before the first of the two is sent.
+/// The SHA-256s and CRC32Cs of the parts a multipart upload still has to send, computed up to four equal parts at a
+/// time (``PayloadReader/digestRanges(path:offsets:length:)``), right before the first of them is sent.
 ///
-/// Parts are paired in the order they will be sent: the first with the second, the third with the fourth, … (a part
-/// of another length — the last — goes alone). Whichever task of a pair asks first reads and hashes both; the other
-/// takes its digest when it asks, or waits for it if the pair is still being hashed.
+/// Parts are grouped in the order they will be sent: the first four, the next four, … (a part of another length —
+/// the last — starts a group of its own). Whichever task of a group asks first reads and hashes them all; the others
+/// take their digests when they ask, or wait for them while the group is still being hashed.
 final class PartDigests: Sendable {
     private typealias Digest = PayloadReader.Digest
 
     private enum Entry {
-        /// Being hashed by the partner's task; these wait for it.
+        /// Being hashed by another task of its group; these wait for it.
         case hashing([CheckedContinuation<Digest, any Error>])
-        /// Hashed by the partner's task, not asked for yet.
+        /// Hashed by another task of its group, not asked for yet.
         case ready(Result<Digest, any Error>)
     }
 
     private let path: String
-    private let partners: [Int: PartPlan]
+    /// Each part's group, in sending order (the part itself included).
+    private let groups: [Int: [PartPlan]]
     private let entries = Mutex<[Int: Entry]>([:])
 
     /// - Parameters:
@@ -27,29 +28,30 @@ final class PartDigests: Sendable {
     ///   - parts: The parts still to send, in the order they will be sent.
     init(path: String, parts: [PartPlan]) {
         self.path = path
-        var partners: [Int: PartPlan] = [:]
-        var index = 0
-        while index + 1 < parts.count {
-            let (one, two) = (parts[index], parts[index + 1])
-            if one.length == two.length {
-                partners[one.number] = two
-                partners[two.number] = one
-                index += 2
-            } else {
-                index += 1
-            }
+        var groups: [Int: [PartPlan]] = [:]
+        var group: [PartPlan] = []
+        func close() {
+            for part in group { groups[part.number] = group }
+            group = []
         }
-        self.partners = partners
+        for part in parts {
+            if group.count == SHA256MultiHasher.maximumCount || group.first.map({ $0.length != part.length }) == true {
+                close()
+            }
+            group.append(part)
+        }
+        close()
+        self.groups = groups
     }
 
-    /// The part's digest: hashed now (with its partner's), or taken from the partner's task.
+    /// The part's digest: hashed now (with the rest of its group), or taken from the task that hashed its group.
     ///
-    /// - Throws: `PayloadError` from reading the file (its partner gets the same error).
+    /// - Throws: `PayloadError` from reading the file (every part of the group gets the same error).
     func digest(of part: PartPlan) async throws -> PayloadReader.Digest {
         enum Next {
             case take(Result<Digest, any Error>)
             case wait
-            case hash(partner: PartPlan?)
+            case hash([PartPlan])
         }
         let next = entries.withLock { entries -> Next in
             switch entries[part.number] {
@@ -59,11 +61,10 @@ final class PartDigests: Sendable {
             case .hashing?:
                 return .wait
             case nil:
-                guard let partner = partners[part.number], entries[partner.number] == nil else {
-                    return .hash(partner: nil)
-                }
-                entries[partner.number] = .hashing([])
-                return .hash(partner: partner)
+                // The others of the group not yet asked for or hashed: this task hashes them with its own.
+                let others = (groups[part.number] ?? [part]).filter { $0.number != part.number && entries[$0.number] == nil }
+                for other in others { entries[other.number] = .hashing([]) }
+                return .hash([part] + others)
             }
         }
         switch next {
@@ -85,27 +86,31 @@ final class PartDigests: Sendable {
                 }
                 if let ready { continuation.resume(with: ready) }
             }
-        case .hash(nil):
-            return try await PayloadReader.digestRange(path: path, offset: part.offset, length: part.length)
-        case .hash(let partner?):
-            let results: (Result<Digest, any Error>, Result<Digest, any Error>)
+        case .hash(let group):
+            let results: [Result<Digest, any Error>]
             do {
-                let (mine, theirs) = try await PayloadReader.digestRanges(
-                    path: path, offsets: part.offset, partner.offset, length: part.length)
-                results = (.success(mine), .success(theirs))
-            } catch {
-                results = (.failure(error), .failure(error))
-            }
-            let waiting = entries.withLock { entries -> [CheckedContinuation<Digest, any Error>] in
-                guard case .hashing(let waiting)? = entries[partner.number], !waiting.isEmpty else {
-                    entries[partner.number] = .ready(results.1)
-                    return []
+                if group.count == 1 {
+                    results = [.success(try await PayloadReader.digestRange(path: path, offset: part.offset, length: part.length))]
+                } else {
+                    results = try await PayloadReader.digestRanges(
+                        path: path, offsets: group.map(\.offset), length: part.length
+                    ).map { .success($0) }
                 }
-                entries[partner.number] = nil
-                return waiting
+            } catch {
+                results = Array(repeating: .failure(error), count: group.count)
             }
-            for continuation in waiting { continuation.resume(with: results.1) }
-            return try results.0.get()
+            for (other, result) in zip(group.dropFirst(), results.dropFirst()) {
+                let waiting = entries.withLock { entries -> [CheckedContinuation<Digest, any Error>] in
+                    guard case .hashing(let waiting)? = entries[other.number], !waiting.isEmpty else {
+                        entries[other.number] = .ready(result)
+                        return []
+                    }
+                    entries[other.number] = nil
+                    return waiting
+                }
+                for continuation in waiting { continuation.resume(with: result) }
+            }
+            return try results[0].get()
         }
     }
 }

@@ -5,7 +5,7 @@ import Hashing
 /// Reads spool payload files back for delivery, on threads of its own (never the cooperative pool).
 ///
 /// A single-PUT payload is read whole for its SHA-256 (the payload hash that is signed) and CRC32C before it is
-/// streamed. A multipart payload is read part by part — two equal parts at a time, hashed side by side — right before
+/// streamed. A multipart payload is read part by part — up to four equal parts at a time, hashed side by side — right before
 /// the parts are sent, for each part's SHA-256 and CRC32C; the whole file's CRC32C is then combined from the parts'
 /// instead of being read for again. So each byte is read once to be hashed and once to be sent, and hashed once.
 enum PayloadReader {
@@ -37,14 +37,12 @@ enum PayloadReader {
         try await blocking { try digest(path: path, offset: offset, length: length) }
     }
 
-    /// The SHA-256s and CRC32Cs of two ranges of the same length (two parts before they are sent), hashed side by side
-    /// (``SHA256PairHasher``): two parts cost about 80% of what hashing them one after the other does.
+    /// The SHA-256s and CRC32Cs of up to four ranges of the same length (parts before they are sent), hashed side by
+    /// side (``SHA256MultiHasher``): four parts cost about 57% of what hashing them one after the other does.
     ///
     /// - Throws: `PayloadError`, as ``digestRange(path:offset:length:)``.
-    static func digestRanges(path: String, offsets first: Int64, _ second: Int64, length: Int64) async throws
-        -> (first: Digest, second: Digest)
-    {
-        try await blocking { try digestPair(path: path, first: first, second: second, length: length) }
+    static func digestRanges(path: String, offsets: [Int64], length: Int64) async throws -> [Digest] {
+        try await blocking { try digestGroup(path: path, offsets: offsets, length: length) }
     }
 
     /// The CRC32C of `length` bytes at `offset` (a part the store already holds whose checksum was never recorded).
@@ -81,37 +79,44 @@ enum PayloadReader {
         return Digest(size: size, sha256: sha256.finalize().hexString, crc32c: crc32c.value)
     }
 
-    private static func digestPair(path: String, first: Int64, second: Int64, length: Int64) throws
-        -> (first: Digest, second: Digest)
-    {
+    private static func digestGroup(path: String, offsets: [Int64], length: Int64) throws -> [Digest] {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw unreadable(path) }
         defer { close(descriptor) }
-        var sha256 = SHA256PairHasher()
-        var crc32c = (CRC32C(), CRC32C())
-        var pieces = ([UInt8](repeating: 0, count: pieceBytes), [UInt8](repeating: 0, count: pieceBytes))
+        var sha256 = SHA256MultiHasher(count: offsets.count)
+        var crc32c = Array(repeating: CRC32C(), count: offsets.count)
+        // A piece of each range per round: together they stay within the CPU's second-level cache while hashed.
+        let piece = groupPieceBytes
+        var buffers = Array(repeating: [UInt8](repeating: 0, count: piece), count: offsets.count)
         var done: Int64 = 0
         while done < length {
-            let wanted = Int(min(Int64(pieceBytes), length - done))
-            try readFully(descriptor, path: path, into: &pieces.0, count: wanted, at: first + done, rangeEnd: first + length)
-            try readFully(
-                descriptor, path: path, into: &pieces.1, count: wanted, at: second + done, rangeEnd: second + length)
-            pieces.0.withUnsafeBytes { one in
-                pieces.1.withUnsafeBytes { two in
-                    let (a, b) = (UnsafeRawBufferPointer(rebasing: one.prefix(wanted)),
-                                  UnsafeRawBufferPointer(rebasing: two.prefix(wanted)))
-                    sha256.update(a, b)
-                    crc32c.0.update(a)
-                    crc32c.1.update(b)
-                }
+            let wanted = Int(min(Int64(piece), length - done))
+            for (index, offset) in offsets.enumerated() {
+                try readFully(
+                    descriptor, path: path, into: &buffers[index], count: wanted, at: offset + done,
+                    rangeEnd: offset + length)
+            }
+            withPieces(buffers, count: wanted) { pieces in
+                sha256.update(pieces)
+                for (index, bytes) in pieces.enumerated() { crc32c[index].update(bytes) }
             }
             done += Int64(wanted)
         }
-        let digests = sha256.finalize()
-        return (
-            Digest(size: length, sha256: digests.first.hexString, crc32c: crc32c.0.value),
-            Digest(size: length, sha256: digests.second.hexString, crc32c: crc32c.1.value)
-        )
+        return zip(sha256.finalize(), crc32c).map { Digest(size: length, sha256: $0.hexString, crc32c: $1.value) }
+    }
+
+    /// Bytes read from each range per round when several are hashed together.
+    private static let groupPieceBytes = 128 << 10
+
+    /// Calls `body` with the first `count` bytes of each buffer.
+    private static func withPieces(
+        _ buffers: [[UInt8]], count: Int, _ body: ([UnsafeRawBufferPointer]) -> Void
+    ) {
+        func nest(_ index: Int, _ pieces: [UnsafeRawBufferPointer]) {
+            guard index < buffers.count else { return body(pieces) }
+            buffers[index].withUnsafeBytes { nest(index + 1, pieces + [UnsafeRawBufferPointer(rebasing: $0.prefix(count))]) }
+        }
+        nest(0, [])
     }
 
     /// Reads exactly `count` bytes at `offset` into the start of `buffer`.

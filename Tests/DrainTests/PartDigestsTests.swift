@@ -4,7 +4,7 @@ import Testing
 
 @testable import Drain
 
-@Suite("Part digests: two equal parts hashed side by side, each part's task gets its own digest")
+@Suite("Part digests: up to four equal parts hashed side by side, each part's task gets its own digest")
 struct PartDigestsTests {
     /// A payload file of `size` bytes and its parts of `partSize`.
     func payload(_ directory: TestDirectory, size: Int, partSize: Int64) throws -> (path: String, bytes: [UInt8], parts: [PartPlan]) {
@@ -19,7 +19,7 @@ struct PartDigestsTests {
     @Test("Every part's SHA-256 and CRC32C match the part's bytes, whatever order the tasks ask in")
     func digestsMatch() async throws {
         try await withTestDirectory { directory in
-            // 5 full parts and a short last one: pairs (1,2), (3,4), then 5 and 6 differ in length and go alone.
+            // 5 full parts and a short last one: groups (1-4), (5), (6) — the last differs in length.
             let partSize: Int64 = 300_000
             let (path, bytes, parts) = try payload(directory, size: 5 * 300_000 + 12_345, partSize: partSize)
             #expect(parts.count == 6)
@@ -40,20 +40,20 @@ struct PartDigestsTests {
         }
     }
 
-    @Test("A file cut short after the plan: both parts of the pair fail corrupt-payload")
+    @Test("A file cut short after the plan: every part of the group fails corrupt-payload")
     func truncatedFile() async throws {
         try await withTestDirectory { directory in
-            let (path, _, parts) = try payload(directory, size: 4 * 100_000, partSize: 100_000)
-            #expect(truncate(path, 350_000) == 0)
+            let (path, _, parts) = try payload(directory, size: 8 * 100_000, partSize: 100_000)
+            #expect(truncate(path, 750_000) == 0)
             let digests = PartDigests(path: path, parts: parts)
-            for part in parts[2...3] {
+            for part in parts[4...7] {
                 await #expect {
                     _ = try await digests.digest(of: part)
                 } throws: { error in
                     (error as? PayloadError)?.code == "corrupt-payload"
                 }
             }
-            #expect(try await digests.digest(of: parts[0]).size == 100_000, "the first pair is whole")
+            #expect(try await digests.digest(of: parts[0]).size == 100_000, "the first group is whole")
         }
     }
 }
