@@ -70,28 +70,48 @@ struct DrainerLifecycleTests {
         }
     }
 
+    /// One small resource spooled, and a drainer (900 ms leases) whose put of it has started and takes `putDelay`.
+    struct SlowDelivery {
+        let spool: SpoolStore
+        let resource: SpooledResource
+        let drainer: Drainer
+        let stores: Shared<[InstrumentedStore]>
+        let run: Task<DrainProgress, any Error>
+    }
+
+    func startSlowDelivery(
+        _ directory: TestDirectory, bundle: String, putDelay: Duration, adjust: (inout DrainOptions) -> Void = { _ in }
+    ) async throws -> SlowDelivery {
+        let storage = try PipelineStorage(
+            directory: directory.target, prefix: "", options: testStorageOptions(), spool: .directory(directory.spool))
+        let resource = try #require(try await spoolSmall(storage, bundle: bundle, count: 1).first)
+        var options = testDrainOptions(untilDone: false)
+        options.leaseDuration = .milliseconds(900)
+        adjust(&options)
+        let stores = Shared<[InstrumentedStore]>([])
+        let drainer = Drainer(
+            spool: storage.spool, options: options, logger: testLogger(),
+            resolveStore: slowStores(delay: putDelay, stores: stores))
+        let run = Task { try await drainer.run() }
+        let started = try await eventually(timeout: .seconds(30)) {
+            stores.get().first?.count(.put, key: resource.objectKey) == 1
+        }
+        if !started { drainer.stop() }
+        try #require(started, "the drainer did not start the put within 30 s")
+        return SlowDelivery(spool: storage.spool, resource: resource, drainer: drainer, stores: stores, run: run)
+    }
+
     @Test("A drainer whose own lease ran out while it was stalled does not start a second delivery of that resource")
     func ownExpiredLeaseNotClaimedAgain() async throws {
         try await withTestDirectory { directory in
-            let storage = try PipelineStorage(
-                directory: directory.target, prefix: "", options: testStorageOptions(),
-                spool: .directory(directory.spool))
-            let spool = storage.spool
-            let resource = try #require(try await spoolSmall(storage, bundle: "stalled", count: 1).first)
-            var options = testDrainOptions(untilDone: false)
-            options.leaseDuration = .milliseconds(900)
-            options.pollInterval = .milliseconds(20)
-            options.gracePeriod = .milliseconds(200)
-            let stores = Shared<[InstrumentedStore]>([])
-            let drainer = Drainer(
-                spool: spool, options: options, logger: testLogger(),
-                resolveStore: slowStores(delay: .seconds(20), stores: stores))
-            let run = Task { try await drainer.run() }
+            let delivery = try await startSlowDelivery(directory, bundle: "stalled", putDelay: .seconds(20)) {
+                $0.pollInterval = .milliseconds(20)
+                $0.gracePeriod = .milliseconds(200)
+            }
+            let (spool, resource, drainer, stores, run) = (
+                delivery.spool, delivery.resource, delivery.drainer, delivery.stores, delivery.run
+            )
             defer { drainer.stop() }
-            try #require(
-                try await eventually(timeout: .seconds(30)) {
-                    stores.get().first?.count(.put, key: resource.objectKey) == 1
-                })
             let claimed = try await spool.row(resource.id)
 
             // As if the process had stalled past its lease: the lease runs out again and again while the drainer polls
@@ -120,24 +140,11 @@ struct DrainerLifecycleTests {
     @Test("A drainer whose lease was taken over stops that delivery and records nothing over the new claim")
     func takeover() async throws {
         try await withTestDirectory { directory in
-            let storage = try PipelineStorage(
-                directory: directory.target, prefix: "", options: testStorageOptions(),
-                spool: .directory(directory.spool))
-            let spool = storage.spool
-            let resource = try #require(try await spoolSmall(storage, bundle: "taken", count: 1).first)
-            var options = testDrainOptions(untilDone: false)
-            options.leaseDuration = .milliseconds(900)
-            let stores = Shared<[InstrumentedStore]>([])
-            let drainer = Drainer(
-                spool: spool, options: options, logger: testLogger(),
-                resolveStore: slowStores(delay: .seconds(60), stores: stores))
-            let run = Task { try await drainer.run() }
+            let delivery = try await startSlowDelivery(directory, bundle: "taken", putDelay: .seconds(60))
+            let (spool, resource, drainer, stores, run) = (
+                delivery.spool, delivery.resource, delivery.drainer, delivery.stores, delivery.run
+            )
             defer { drainer.stop() }
-
-            try #require(
-                try await eventually(timeout: .seconds(30)) {
-                    stores.get().first?.count(.put, key: resource.objectKey) == 1
-                })
             let claimed = try await spool.row(resource.id)
             #expect(claimed.state == .uploading && claimed.leaseOwner == drainer.owner)
 

@@ -673,42 +673,53 @@ struct MetricsTests {
         }
     }
 
+    /// `count` resources (1,000 + index bytes) spooled for a destination with `cloudwatchMetrics` and a namespace of
+    /// their own, and drained: the spool, the drainer's metrics and the namespace.
+    func drainedForCloudWatch(_ directory: TestDirectory, tag: String, count: Int) async throws
+        -> (spool: SpoolStore, metrics: DrainMetrics, namespace: String)
+    {
+        var options = testStorageOptions()
+        options.cloudwatchMetrics = true
+        options.metricsNamespace = uniqueNamespace(tag)
+        let fixture = try await TargetFixture.make(.directory, in: directory, prefix: "", options: options)
+        try await fixture.storage.withBundle("cw") { bundle in
+            for index in 0..<count {
+                _ = try await bundle.writeResource(
+                    url: "https://example.com/cw/\(index)", contentType: "text/plain", statusCode: 200,
+                    bytes: content(size: 1_000 + index, seed: 700 + index))
+            }
+        }
+        let metrics = DrainMetrics()
+        _ = try await Drainer(
+            spool: fixture.spool, options: testDrainOptions(), logger: testLogger(), metrics: metrics,
+            resolveStore: fixture.resolve()
+        ).run()
+        return (fixture.spool, metrics, options.metricsNamespace)
+    }
+
+    /// Reporter options sending to CloudWatch at `endpoint` with the local server's key, dimension Host=test-host.
+    func cloudWatchReporterOptions(_ server: LocalS3.Server, endpoint: String) -> MetricsReporterOptions {
+        var options = MetricsReporterOptions()
+        let credentials = StaticCredentialsProvider(
+            AWSCredentials(accessKeyID: server.accessKeyID, secretAccessKey: server.secretAccessKey))
+        options.cloudWatch = CloudWatchOptions(
+            region: server.region, dimensions: [.init("Host", "test-host")],
+            makeClient: { region in try CloudWatchClient(region: region, endpoint: endpoint, credentials: credentials) })
+        return options
+    }
+
     @Test("A drainer's reporter sends its interval to CloudWatch for a destination with cloudwatchMetrics")
     func reporterOnMoto() async throws {
         let server = try await LocalS3.shared.server()
         try await withTestDirectory { directory in
-            var options = testStorageOptions()
-            options.cloudwatchMetrics = true
-            options.metricsNamespace = uniqueNamespace("reporter")
-            let fixture = try await TargetFixture.make(.directory, in: directory, prefix: "", options: options)
             let count = 5
-            try await fixture.storage.withBundle("cw") { bundle in
-                for index in 0..<count {
-                    _ = try await bundle.writeResource(
-                        url: "https://example.com/cw/\(index)", contentType: "text/plain", statusCode: 200,
-                        bytes: content(size: 1_000 + index, seed: 700 + index))
-                }
-            }
-            let metrics = DrainMetrics()
-            _ = try await Drainer(
-                spool: fixture.spool, options: testDrainOptions(), logger: testLogger(), metrics: metrics,
-                resolveStore: fixture.resolve()
-            ).run()
-            var reporterOptions = MetricsReporterOptions()
-            let credentials = StaticCredentialsProvider(
-                AWSCredentials(accessKeyID: server.accessKeyID, secretAccessKey: server.secretAccessKey))
-            reporterOptions.cloudWatch = CloudWatchOptions(
-                region: server.region, dimensions: [.init("Host", "test-host")],
-                makeClient: { region in
-                    try CloudWatchClient(region: region, endpoint: server.endpoint, credentials: credentials)
-                })
+            let (spool, metrics, namespace) = try await drainedForCloudWatch(directory, tag: "reporter", count: count)
             let reporter = MetricsReporter(
-                spool: fixture.spool, metrics: metrics, options: reporterOptions, logger: testLogger(),
-                environment: [:])
+                spool: spool, metrics: metrics, options: cloudWatchReporterOptions(server, endpoint: server.endpoint),
+                logger: testLogger(), environment: [:])
             await reporter.publish()
             await reporter.publish()  // the second interval sends increases of zero
 
-            let namespace = options.metricsNamespace
             let delivered = try await metricStatistics(
                 server, namespace: namespace, name: "pipeline_storage_uploads_total",
                 dimensions: [("Host", "test-host"), ("kind", "resource"), ("result", "delivered")])
@@ -734,40 +745,17 @@ struct MetricsTests {
         let server = try await LocalS3.shared.server()
         let proxy = try await LocalS3.shared.newFaultProxy()
         try await withTestDirectory { directory in
-            var options = testStorageOptions()
-            options.cloudwatchMetrics = true
-            options.metricsNamespace = uniqueNamespace("stopped")
-            let fixture = try await TargetFixture.make(.directory, in: directory, prefix: "", options: options)
             let count = 3
-            try await fixture.storage.withBundle("cw") { bundle in
-                for index in 0..<count {
-                    _ = try await bundle.writeResource(
-                        url: "https://example.com/cw/\(index)", contentType: "text/plain", statusCode: 200,
-                        bytes: content(size: 500 + index, seed: 900 + index))
-                }
-            }
-            let metrics = DrainMetrics()
-            _ = try await Drainer(
-                spool: fixture.spool, options: testDrainOptions(), logger: testLogger(), metrics: metrics,
-                resolveStore: fixture.resolve()
-            ).run()
+            let (spool, metrics, namespace) = try await drainedForCloudWatch(directory, tag: "stopped", count: count)
             // The server stores the first PutMetricData at once; its answer reaches the reporter 6 s later.
             try await proxy.configure([.init(fault: "delay_response", nth: [1], seconds: 6)])
-            var reporterOptions = MetricsReporterOptions()
+            var reporterOptions = cloudWatchReporterOptions(server, endpoint: proxy.endpoint)
             reporterOptions.interval = .seconds(3600)
-            let credentials = StaticCredentialsProvider(
-                AWSCredentials(accessKeyID: server.accessKeyID, secretAccessKey: server.secretAccessKey))
-            reporterOptions.cloudWatch = CloudWatchOptions(
-                region: server.region, dimensions: [.init("Host", "test-host")],
-                makeClient: { region in
-                    try CloudWatchClient(region: region, endpoint: proxy.endpoint, credentials: credentials)
-                })
             let reporter = MetricsReporter(
-                spool: fixture.spool, metrics: metrics, options: reporterOptions, logger: testLogger(),
-                environment: [:])
+                spool: spool, metrics: metrics, options: reporterOptions, logger: testLogger(), environment: [:])
             let delivered = {
                 try await metricStatistics(
-                    server, namespace: options.metricsNamespace, name: "pipeline_storage_uploads_total",
+                    server, namespace: namespace, name: "pipeline_storage_uploads_total",
                     dimensions: [("Host", "test-host"), ("kind", "resource"), ("result", "delivered")])
             }
             let running = Task { await reporter.run() }
