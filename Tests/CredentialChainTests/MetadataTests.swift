@@ -181,8 +181,9 @@ struct MetadataTests {
         let started = ContinuousClock.now
         let chain = CredentialChain(environment: environment)
         let error = await expectS3Error("CredentialsNotFound") { _ = try await chain.credentials() }
-        // Refused at once; the bound is loose because the whole suite may be running on two busy cores.
-        #expect(ContinuousClock.now - started < .seconds(20))
+        // Refused at once. The bound is loose because the whole suite may be running on two busy cores; it still
+        // tells this apart from waiting out libcurl's default connect timeout (300 s).
+        #expect(ContinuousClock.now - started < .seconds(60))
         #expect(error?.message.contains("(8) EC2 instance metadata: EC2 instance metadata at \(closedPort):") == true)
         #expect(error?.message.contains("not running on EC2?") == true)
     }

@@ -163,7 +163,8 @@ actor LocalS3 {
         registerChild(process.processIdentifier, marker: marker)
         proxyProcesses.withLock { $0.append(process) }
 
-        let deadline = ContinuousClock.now + .seconds(20)
+        // Generous: a Python interpreter starting while the whole suite keeps two cores busy can take many seconds.
+        let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             if let text = try? String(contentsOfFile: portFile, encoding: .utf8),
                 let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -177,7 +178,7 @@ actor LocalS3 {
             try await Task.sleep(for: .milliseconds(20))
         }
         kill(process.processIdentifier, SIGTERM)
-        throw LocalS3Error("LocalS3: \(script) did not start listening within 20 s (log: \(logFile))")
+        throw LocalS3Error("LocalS3: \(script) did not start listening within 60 s (log: \(logFile))")
     }
 
     // MARK: Processes
