@@ -80,7 +80,7 @@ public struct ProcessCredentialsProvider: CredentialsProvider {
         let outcome: ChildProcess.Outcome
         do {
             outcome = try await withCheckedThrowingContinuation { continuation in
-                DispatchQueue.global().async {
+                ChildProcess.queue.async {
                     continuation.resume(
                         with: Result {
                             try ChildProcess.run(
@@ -142,6 +142,12 @@ public struct ProcessCredentialsProvider: CredentialsProvider {
 /// Runs a program with posix_spawn, collects its output (bounded) and status, and kills it at a deadline. Blocking:
 /// call it on a Dispatch thread, never on the cooperative pool.
 enum ChildProcess {
+    /// Where `run` blocks. Its own queue, not `DispatchQueue.global()`: on Linux the global queue is the thread pool
+    /// Swift's tasks run on, as wide as the machine has cores, so a blocked program would hold up unrelated tasks —
+    /// and they it (a time limit of 300 ms once took 45 s to be noticed). A queue of its own runs on the
+    /// overcommitting pool, which starts another thread rather than wait for a blocked one.
+    static let queue = DispatchQueue(label: "pipeline-storage.credential-process", attributes: .concurrent)
+
     struct Outcome {
         var status: Int32 = 0
         var signal: Int32?

@@ -1,6 +1,7 @@
 import Foundation
 import Hashing
 import Spool
+import SpoolTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -48,7 +49,7 @@ struct CrashTests {
                 try process.run()
                 try await Task.sleep(for: .milliseconds(Int.random(in: 300...1200, using: &generator)))
                 kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
+                await process.exited()
                 #expect(process.terminationReason == .uncaughtSignal)
                 if let leftovers = try? temporaryFiles(spoolDirectory), !leftovers.isEmpty { killsWithLeftovers += 1 }
                 acknowledged += parseLoadOutput(try String(contentsOfFile: outPath, encoding: .utf8)).writes
@@ -103,7 +104,7 @@ struct CrashTests {
             var acknowledged: [AcknowledgedWrite] = []
             var sealed: Set<String> = []
             for (process, outPath) in processes {
-                process.waitUntilExit()
+                await process.exited()
                 #expect(process.terminationStatus == 0)
                 let output = parseLoadOutput(try String(contentsOfFile: outPath, encoding: .utf8))
                 #expect(output.finished)

@@ -7,18 +7,18 @@ import SpoolTestSupport
 import Testing
 
 /// Runs tools/testarchives.py (python3's own gzip and zipfile modules).
-private func testArchives(_ arguments: [String]) throws -> String {
+private func testArchives(_ arguments: [String]) async throws -> String {
     let root = try #require(LocalS3.repositoryRoot, "no Package.swift above the tests")
-    let result = try runProgram("/usr/bin/env", ["python3", root + "/tools/testarchives.py"] + arguments)
+    let result = try await runProgram("/usr/bin/env", ["python3", root + "/tools/testarchives.py"] + arguments)
     try #require(result.status == 0, "testarchives.py \(arguments.first ?? ""): \(result.stderr)")
     return result.stdout
 }
 
 /// A zip made by python's zipfile: `members` are (name, bytes).
-private func makeZip(_ path: String, _ members: [(String, [UInt8])]) throws {
+private func makeZip(_ path: String, _ members: [(String, [UInt8])]) async throws {
     let spec = members.map { ["name": $0.0, "data": Data($0.1).base64EncodedString(), "method": "deflate"] }
     try JSONSerialization.data(withJSONObject: spec).write(to: URL(fileURLWithPath: path + ".json"))
-    _ = try testArchives(["zip", path, path + ".json"])
+    _ = try await testArchives(["zip", path, path + ".json"])
 }
 
 @Suite("Decorators through the built tools")
@@ -29,12 +29,12 @@ struct DecoratorToolTests {
     func gigabyteGzipWithFlatMemory() async throws {
         try await withTemporaryDirectory(prefix: "decor-rss") { directory in
             // Streamed by python's gzip module: a 1 MiB pattern block 1,024 times (about 73 MiB compressed).
-            let produced = try jsonObject(try testArchives(["pattern-gzip", directory + "/big.gz", "1024"]))
-            _ = try testArchives(["pattern-gzip", directory + "/small.gz", "1"])
+            let produced = try await jsonObject(try testArchives(["pattern-gzip", directory + "/big.gz", "1024"]))
+            _ = try await testArchives(["pattern-gzip", directory + "/small.gz", "1"])
             let expectedSHA256 = try #require(produced["sha256"] as? String)
 
             /// Peak RSS in KiB of one spool-put run, measured by its parent (a python process with no other child).
-            func peakKiB(_ input: String, bundle: String) throws -> (kib: Int, output: [String: Any]) {
+            func peakKiB(_ input: String, bundle: String) async throws -> (kib: Int, output: [String: Any]) {
                 let measure = """
                     import json, resource, subprocess, sys
                     run = subprocess.run(sys.argv[1:], capture_output=True, text=True)
@@ -42,7 +42,7 @@ struct DecoratorToolTests {
                     print(json.dumps({"status": run.returncode, "peak_kib": peak, "stdout": run.stdout,
                                       "stderr": run.stderr}))
                     """
-                let result = try runProgram(
+                let result = try await runProgram(
                     "/usr/bin/env",
                     [
                         "python3", "-c", measure, binDirectory + "/spool-put", "--spool", directory + "/spool",
@@ -55,8 +55,8 @@ struct DecoratorToolTests {
                 return (try #require(report["peak_kib"] as? Int), try jsonObject(report["stdout"] as! String))
             }
             let started = ContinuousClock.now
-            let small = try peakKiB(directory + "/small.gz", bundle: "small")
-            let big = try peakKiB(directory + "/big.gz", bundle: "big")
+            let small = try await peakKiB(directory + "/small.gz", bundle: "small")
+            let big = try await peakKiB(directory + "/big.gz", bundle: "big")
             let elapsed = ContinuousClock.now - started
             let growthKiB = big.kib - small.kib
             print(
@@ -76,10 +76,10 @@ struct DecoratorToolTests {
     @Test("spool-put --unzip --json lists a zip's members; a zip-slip archive exits 65 naming the member")
     func spoolPutUnzipsZip() async throws {
         try await withTemporaryDirectory(prefix: "decor-put") { directory in
-            try makeZip(directory + "/two.zip", [("a.txt", Array("a".utf8)), ("d/b.txt", Array("bb".utf8))])
-            try makeZip(directory + "/slip.zip", [("../../x", Array("x".utf8))])
+            try await makeZip(directory + "/two.zip", [("a.txt", Array("a".utf8)), ("d/b.txt", Array("bb".utf8))])
+            try await makeZip(directory + "/slip.zip", [("../../x", Array("x".utf8))])
             let common = ["--spool", directory + "/spool", "--directory", directory + "/target", "--bundle", "z"]
-            let put = try runTool(
+            let put = try await runTool(
                 "spool-put",
                 common + ["--url", "https://example.com/two.zip", "--unzip", "--json", directory + "/two.zip"])
             try #require(put.status == 0, "\(put.stderr)")
@@ -88,7 +88,7 @@ struct DecoratorToolTests {
             #expect(resources.compactMap { $0["object_key"] as? String } == ["z/000001-a.txt", "z/000002-b.txt"])
             #expect(resources.compactMap { ($0["size"] as? NSNumber)?.intValue } == [1, 2])
 
-            let slip = try runTool(
+            let slip = try await runTool(
                 "spool-put", common + ["--url", "https://example.com/slip.zip", "--unzip", directory + "/slip.zip"])
             #expect(slip.status == 65)
             #expect(slip.stderr.contains("zip member '../../x' of 'https://example.com/slip.zip'"), "\(slip.stderr)")
@@ -109,9 +109,9 @@ struct DecoratorToolTests {
             let index = Array("<html>index</html>".utf8)
             let rows = testBytes(2 << 20, seed: 21)
             let note = Array("a gzip member\n".utf8) + testBytes(100_000, seed: 22)
-            try makeZip(directory + "/site.zip", [("index.html", index), ("data/rows.bin", rows)])
+            try await makeZip(directory + "/site.zip", [("index.html", index), ("data/rows.bin", rows)])
             try Data(note).write(to: URL(fileURLWithPath: directory + "/note.txt"))
-            _ = try testArchives(["gzip", directory + "/note.txt", directory + "/note.txt.gz"])
+            _ = try await testArchives(["gzip", directory + "/note.txt", directory + "/note.txt.gz"])
             let site = URL(fileURLWithPath: directory + "/site.zip")
             let gzipped = URL(fileURLWithPath: directory + "/note.txt.gz")
 
@@ -129,7 +129,7 @@ struct DecoratorToolTests {
                 }
             }
 
-            let drain = try runTool(
+            let drain = try await runTool(
                 "spool-drain",
                 ["--spool", scenario.spoolDirectory, "--until-done", "--no-progress", "--log-level", "error"],
                 environment: scenario.drainerEnvironment)
@@ -173,7 +173,7 @@ struct DecoratorToolTests {
                 bucket: scenario.bucket, key: "decor/packed/000001-bundle.zip", to: zipPath)
             #expect(zipMetadata.contentType == "application/zip")
             #expect(zipMetadata.metadata["sha256"] == (try sha256OfFile(zipPath)).sha256)
-            let packed = try jsonObject(try testArchives(["read-zip", zipPath]))
+            let packed = try await jsonObject(try testArchives(["read-zip", zipPath]))
             #expect(packed["testzip"] is NSNull)
             let members = try #require(packed["members"] as? [String: [String: Any]])
             let inside = try #require((packed["manifest"] as? [String: Any])?["members"] as? [[String: Any]])

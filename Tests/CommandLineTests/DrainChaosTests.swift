@@ -18,10 +18,10 @@ struct DrainChaosTests {
             var scenario = try await DrainScenario.make(directory: directory)
             let proxy = try await LocalS3.shared.newFaultProxy()
             // The spool records the proxy as the destination's endpoint: spool-drain takes it from there.
-            try scenario.load(
+            try await scenario.load(
                 endpoint: proxy.endpoint, bundles: 1, resources: 4, minSize: "17MiB", maxSize: "32MiB", seed: 401)
             try #require(scenario.writes.filter { $0.size >= 16 << 20 }.count >= 3)
-            try scenario.load(
+            try await scenario.load(
                 endpoint: proxy.endpoint, bundles: 9, resources: 20, minSize: "0", maxSize: "256KiB", seed: 402)
             try await proxy.configure(
                 [
@@ -106,9 +106,9 @@ struct DrainChaosTests {
             // A slow network: every request waits a second, so a multipart upload is still going when SIGTERM comes
             // and cannot finish within the grace period.
             try await proxy.configure([FaultProxy.Rule(fault: "delay", seconds: 1.0)], seed: 1)
-            try scenario.load(
+            try await scenario.load(
                 endpoint: proxy.endpoint, bundles: 1, resources: 2, minSize: "33MiB", maxSize: "40MiB", seed: 501)
-            try scenario.load(
+            try await scenario.load(
                 endpoint: proxy.endpoint, bundles: 1, resources: 10, minSize: "0", maxSize: "64KiB", seed: 502)
 
             let grace = 1.5

@@ -23,10 +23,10 @@ struct DrainCrashTests {
             try await latency.configure([FaultProxy.Rule(fault: "delay", seconds: 0.12)], seed: 1)
 
             // The large resources come first, so the first claims (and kills) are multipart uploads.
-            try scenario.load(
+            try await scenario.load(
                 endpoint: latency.endpoint, bundles: 1, resources: 4, minSize: "17MiB", maxSize: "34MiB", seed: 101)
             try #require(scenario.writes.filter { $0.size >= 16 << 20 }.count >= 3)
-            try scenario.load(
+            try await scenario.load(
                 endpoint: latency.endpoint, bundles: 25, resources: 20, minSize: "0", maxSize: "64KiB", seed: 102)
 
             var generator = SystemRandomNumberGenerator()
@@ -52,7 +52,7 @@ struct DrainCrashTests {
                 _ = await drainer.waitForExit(timeout: .seconds(30))
                 #expect(drainer.exitStatus == 0, "drainer exited with \(drainer.exitStatus): \(drainer.log)")
                 topUps += 1
-                try scenario.load(
+                try await scenario.load(
                     endpoint: latency.endpoint, bundles: 3, resources: 20, minSize: "0", maxSize: "64KiB",
                     seed: 200 + UInt64(topUps))
             }
@@ -90,9 +90,9 @@ struct DrainCrashTests {
         try await withTemporaryDirectory(prefix: "drain-two") { directory in
             var scenario = try await DrainScenario.make(directory: directory)
             let endpoint = scenario.server.endpoint
-            try scenario.load(
+            try await scenario.load(
                 endpoint: endpoint, bundles: 1, resources: 4, minSize: "17MiB", maxSize: "30MiB", seed: 301)
-            try scenario.load(
+            try await scenario.load(
                 endpoint: endpoint, bundles: 10, resources: 20, minSize: "0", maxSize: "256KiB", seed: 302)
 
             let drainers = try (1...2).map { index in

@@ -45,8 +45,8 @@ struct DrainScenario {
     mutating func load(
         endpoint: String, bundles: Int, resources: Int, minSize: String, maxSize: String, seed: UInt64,
         writers: Int = 4
-    ) throws {
-        let result = try runTool(
+    ) async throws {
+        let result = try await runTool(
             "spool-load",
             [
                 "--spool", spoolDirectory, "--bucket", bucket, "--endpoint", endpoint, "--region", server.region,

@@ -51,7 +51,7 @@ struct InspectOperationsTests {
             try await fixture.sql("UPDATE bundles SET writer_pid = ? WHERE id = 'crashed'", [.int(deadPID)])
             try await fixture.sql("UPDATE bundles SET writer_host = 'some-other-host' WHERE id = 'remote'")
 
-            let json = try runTool("spool-inspect", ["stuck", "--spool", fixture.spool, "--json"])
+            let json = try await runTool("spool-inspect", ["stuck", "--spool", fixture.spool, "--json"])
             #expect(json.status == 0, "\(json.stderr)")
             let report = try jsonObject(json.stdout)
             #expect(ids(report["failed"]) == [failed.id])
@@ -76,7 +76,7 @@ struct InspectOperationsTests {
                     "open_bundles_elsewhere": 1, "retried": 1,
                 ])
 
-            let human = try runTool("spool-inspect", ["stuck", "--spool", fixture.spool])
+            let human = try await runTool("spool-inspect", ["stuck", "--spool", fixture.spool])
             #expect(human.status == 0)
             for title in [
                 "Failed (1)", "Paused destinations (1)", "Expired leases (1)", "Open bundles whose writer is gone (1)",
@@ -88,13 +88,15 @@ struct InspectOperationsTests {
             #expect(human.stdout.contains("some-other-host:"))
 
             let higher = try jsonObject(
-                try runTool("spool-inspect", ["stuck", "--spool", fixture.spool, "--json", "--retried-more-than", "4"])
-                    .stdout)
+                try await runTool(
+                    "spool-inspect", ["stuck", "--spool", fixture.spool, "--json", "--retried-more-than", "4"]
+                )
+                .stdout)
             #expect(ids(higher["retried"]).isEmpty)
 
             let clean = try await OperationsSpool(directory + "/clean")
             _ = clean
-            let nothing = try runTool("spool-inspect", ["stuck", "--spool", directory + "/clean/spool"])
+            let nothing = try await runTool("spool-inspect", ["stuck", "--spool", directory + "/clean/spool"])
             #expect(nothing.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "Nothing is stuck.")
         }
     }
@@ -116,7 +118,7 @@ struct InspectOperationsTests {
                     id: resource.id, token: claim.token, code: "conflict", message: "key taken (\(resource.id))")
             }
 
-            let one = try runTool("spool-inspect", ["retry", String(first.id), "--spool", fixture.spool])
+            let one = try await runTool("spool-inspect", ["retry", String(first.id), "--spool", fixture.spool])
             #expect(one.status == 0, "\(one.stderr)")
             #expect(one.stdout.contains("requeued 1 resource: \(first.id)"))
             let row = try await fixture.store.resourceDetail(first.id).resource
@@ -125,7 +127,7 @@ struct InspectOperationsTests {
             #expect(row.lastErrorCode == nil)
             #expect(row.nextAttemptAt <= SystemClock().nowMilliseconds())
 
-            let events = try auditLines(
+            let events = try await auditLines(
                 fixture.spool, ["--resource", String(first.id), "--action", "operator.retry"])
             #expect(events.count == 1)
             let detail = try #require(events.first?["detail"] as? [String: String])
@@ -135,24 +137,24 @@ struct InspectOperationsTests {
             #expect(detail["from"] == "failed" && detail["to"] == "pending")
 
             // A pending resource is refused (nothing changes, even for the failed one in the same call)...
-            let refused = try runTool(
+            let refused = try await runTool(
                 "spool-inspect", ["retry", String(second.id), String(pending.id), "--spool", fixture.spool])
             #expect(refused.status == 65)
             #expect(refused.stderr.contains("resource \(pending.id) is pending, not failed"))
             #expect(try await fixture.store.resourceDetail(second.id).resource.state == .failed)
             // ... unless --force, which leaves it as it is.
-            let forced = try runTool(
+            let forced = try await runTool(
                 "spool-inspect", ["retry", String(second.id), String(pending.id), "--force", "--spool", fixture.spool])
             #expect(forced.status == 0, "\(forced.stderr)")
             #expect(forced.stdout.contains("left 1 already pending: \(pending.id)"))
             #expect(try await fixture.store.resourceDetail(second.id).resource.state == .pending)
 
-            let missing = try runTool("spool-inspect", ["retry", "9999", "--spool", fixture.spool])
+            let missing = try await runTool("spool-inspect", ["retry", "9999", "--spool", fixture.spool])
             #expect(missing.status == 2)
-            let usage = try runTool("spool-inspect", ["retry", "--spool", fixture.spool])
+            let usage = try await runTool("spool-inspect", ["retry", "--spool", fixture.spool])
             #expect(usage.status == 64)
 
-            let all = try runTool("spool-inspect", ["retry", "--all-failed", "--json", "--spool", fixture.spool])
+            let all = try await runTool("spool-inspect", ["retry", "--all-failed", "--json", "--spool", fixture.spool])
             #expect(all.status == 0, "\(all.stderr)")
             let allJSON = try jsonObject(all.stdout)
             #expect(allJSON["count"] as? Int == 1)
@@ -198,13 +200,13 @@ struct InspectOperationsTests {
             let environment = s3Environment(server)
 
             // The lease is live (this process holds it): refused.
-            let refused = try runTool(
+            let refused = try await runTool(
                 "spool-inspect", ["abort", String(requeued.id), "--spool", fixture.spool], environment: environment)
             #expect(refused.status == 75)
             #expect(refused.stderr.contains("is being uploaded by"))
             #expect(try await client.listAllMultipartUploads(bucket: bucket).count == 1)
 
-            let forced = try runTool(
+            let forced = try await runTool(
                 "spool-inspect", ["abort", String(requeued.id), "--force", "--spool", fixture.spool, "--json"],
                 environment: environment)
             #expect(forced.status == 0, "\(forced.stderr)")
@@ -226,7 +228,7 @@ struct InspectOperationsTests {
                         uploadID: uploadID, partNumber: 2, size: 1, etag: "x", checksumCRC32C: nil,
                         checksumSHA256: nil, recordedAt: 0))
             }
-            let abortEvents = try auditLines(fixture.spool, ["--action", "operator.abort"])
+            let abortEvents = try await auditLines(fixture.spool, ["--action", "operator.abort"])
             #expect(abortEvents.count == 1)
             #expect((abortEvents.first?["detail"] as? [String: String])?["upload_id"] == uploadID)
 
@@ -237,7 +239,7 @@ struct InspectOperationsTests {
             try await fixture.store.recordUploadStarted(
                 id: failing.id, token: second.token, uploadID: secondUpload, partSize: 5 << 20)
             try await fixture.store.releaseClaim(id: failing.id, token: second.token, reason: "test")
-            let failed = try runTool(
+            let failed = try await runTool(
                 "spool-inspect", ["abort", String(failing.id), "--fail", "--spool", fixture.spool],
                 environment: environment)
             #expect(failed.status == 0, "\(failed.stderr)")
@@ -249,7 +251,7 @@ struct InspectOperationsTests {
             #expect(try await client.listAllMultipartUploads(bucket: bucket).isEmpty)
 
             // Nothing left to abort.
-            let nothing = try runTool(
+            let nothing = try await runTool(
                 "spool-inspect", ["abort", String(failing.id), "--spool", fixture.spool], environment: environment)
             #expect(nothing.status == 65)
             #expect(nothing.stderr.contains("has no multipart upload in progress"))
@@ -268,7 +270,7 @@ struct InspectOperationsTests {
             try await fixture.sql("UPDATE bundles SET writer_pid = ? WHERE id = 'crashed'", [.int(deadPID)])
             try await fixture.openBundle("live")
 
-            let sealed = try runTool("spool-inspect", ["seal", "crashed", "--spool", fixture.spool])
+            let sealed = try await runTool("spool-inspect", ["seal", "crashed", "--spool", fixture.spool])
             #expect(sealed.status == 0, "\(sealed.stderr)")
             #expect(sealed.stdout.contains("sealed bundle crashed (2 resources)"))
             #expect(try await fixture.store.bundle("crashed")?.state == .sealed)
@@ -276,23 +278,23 @@ struct InspectOperationsTests {
                 ResourceFilter(bundleID: "crashed", includeManifests: true)
             ).filter { $0.kind == .manifest }
             #expect(manifests.count == 1)
-            let again = try runTool("spool-inspect", ["seal", "crashed", "--spool", fixture.spool, "--json"])
+            let again = try await runTool("spool-inspect", ["seal", "crashed", "--spool", fixture.spool, "--json"])
             #expect(again.status == 0)
             #expect(try jsonObject(again.stdout)["changed"] as? Bool == false)
-            let events = try auditLines(fixture.spool, ["--bundle", "crashed", "--action", "operator.seal"])
+            let events = try await auditLines(fixture.spool, ["--bundle", "crashed", "--action", "operator.seal"])
             #expect(events.count == 1)
             #expect((events.first?["detail"] as? [String: String])?["writer_pid"] == String(deadPID))
 
             // This test process is the live writer of "live".
-            let refused = try runTool("spool-inspect", ["seal", "live", "--spool", fixture.spool])
+            let refused = try await runTool("spool-inspect", ["seal", "live", "--spool", fixture.spool])
             #expect(refused.status == 75)
             #expect(refused.stderr.contains("held open by a running writer"))
             #expect(try await fixture.store.bundle("live")?.state == .open)
-            let forced = try runTool("spool-inspect", ["seal", "live", "--force", "--spool", fixture.spool])
+            let forced = try await runTool("spool-inspect", ["seal", "live", "--force", "--spool", fixture.spool])
             #expect(forced.status == 0, "\(forced.stderr)")
             #expect(try await fixture.store.bundle("live")?.state == .sealed)
 
-            let missing = try runTool("spool-inspect", ["seal", "nope", "--spool", fixture.spool])
+            let missing = try await runTool("spool-inspect", ["seal", "nope", "--spool", fixture.spool])
             #expect(missing.status == 2)
         }
     }
@@ -317,12 +319,13 @@ struct InspectOperationsTests {
             #expect(FileManager.default.fileExists(atPath: fixture.spool + "/" + largeFile))
 
             // No terminal, no --yes: refused, nothing changed.
-            let refused = try runTool("spool-inspect", ["discard", "drop", "--spool", fixture.spool])
+            let refused = try await runTool("spool-inspect", ["discard", "drop", "--spool", fixture.spool])
             #expect(refused.status == 64)
             #expect(refused.stderr.contains("standard input is not a terminal; pass --yes"))
             #expect(try await store.bundle("drop")?.state == .sealed)
 
-            let result = try runTool("spool-inspect", ["discard", "drop", "--yes", "--json", "--spool", fixture.spool])
+            let result = try await runTool(
+                "spool-inspect", ["discard", "drop", "--yes", "--json", "--spool", fixture.spool])
             #expect(result.status == 0, "\(result.stderr)")
             let json = try jsonObject(result.stdout)
             #expect(json["removed_resources"] as? Int == 2)
@@ -333,14 +336,15 @@ struct InspectOperationsTests {
             let rows = try await store.listResources(ResourceFilter(bundleID: "drop", includeManifests: true))
             #expect(rows.map(\.id) == [delivered.id])
             #expect(!FileManager.default.fileExists(atPath: fixture.spool + "/" + largeFile))
-            #expect(try auditLines(fixture.spool, ["--bundle", "drop", "--action", "operator.discard"]).count == 1)
-            let discarded = try auditLines(fixture.spool, ["--bundle", "drop", "--action", "resource.discarded"])
+            #expect(
+                try await auditLines(fixture.spool, ["--bundle", "drop", "--action", "operator.discard"]).count == 1)
+            let discarded = try await auditLines(fixture.spool, ["--bundle", "drop", "--action", "resource.discarded"])
             #expect(
                 Set(discarded.compactMap { ($0["resource_id"] as? NSNumber)?.int64Value }) == [failed.id, large.id])
             // The claim query never sees them again.
             #expect(try await store.claimDue(owner: "t/1/x", limit: 10, leaseDuration: .seconds(10)).isEmpty)
 
-            let again = try runTool("spool-inspect", ["discard", "drop", "--spool", fixture.spool])
+            let again = try await runTool("spool-inspect", ["discard", "drop", "--spool", fixture.spool])
             #expect(again.status == 0)
             #expect(again.stdout.contains("already discarded"))
 
@@ -349,7 +353,7 @@ struct InspectOperationsTests {
             let busy = try await fixture.write(to: "busy")
             _ = try await fixture.claimOne(expecting: busy.id, lease: .seconds(120))
             try await fixture.sql("UPDATE bundles SET writer_pid = ? WHERE id = 'busy'", [.int(deadPID)])
-            let blocked = try runTool("spool-inspect", ["discard", "busy", "--yes", "--spool", fixture.spool])
+            let blocked = try await runTool("spool-inspect", ["discard", "busy", "--yes", "--spool", fixture.spool])
             #expect(blocked.status == 75)
             #expect(blocked.stderr.contains("being uploaded by a live drainer"))
             #expect(try await store.bundle("busy")?.state == .open)
@@ -375,23 +379,23 @@ struct InspectOperationsTests {
             }
             let largeFile = try #require(try await store.resourceDetail(large.id).resource.payloadPath)
 
-            let recent = try runTool(
+            let recent = try await runTool(
                 "spool-inspect", ["purge", "--delivered", "--older-than", "1h", "--yes", "--spool", fixture.spool])
             #expect(recent.status == 0, "\(recent.stderr)")
             #expect(recent.stdout.contains("nothing to purge"))
 
             let twoHoursAgo = SystemClock().nowMilliseconds() - 7_200_000
             try await fixture.sql("UPDATE resources SET completed_at = ? WHERE state = 'done'", [.integer(twoHoursAgo)])
-            let dryRun = try runTool(
+            let dryRun = try await runTool(
                 "spool-inspect", ["purge", "--delivered", "--older-than", "1h", "--dry-run", "--spool", fixture.spool])
             #expect(dryRun.status == 0)
             #expect(dryRun.stdout.contains("would purge the payloads of 2 resources"))
-            let unconfirmed = try runTool(
+            let unconfirmed = try await runTool(
                 "spool-inspect", ["purge", "--delivered", "--older-than", "1h", "--spool", fixture.spool])
             #expect(unconfirmed.status == 64)
             #expect(FileManager.default.fileExists(atPath: fixture.spool + "/" + largeFile))
 
-            let purged = try runTool(
+            let purged = try await runTool(
                 "spool-inspect",
                 ["purge", "--delivered", "--older-than", "1h", "--yes", "--json", "--spool", fixture.spool])
             #expect(purged.status == 0, "\(purged.stderr)")
@@ -407,11 +411,12 @@ struct InspectOperationsTests {
             }
             #expect(try await store.inlinePayloadRows() == 1)  // only the pending resource's
             #expect(try await store.resourceDetail(waiting.id).resource.payloadStorage == .inline)
-            let events = try auditLines(fixture.spool, ["--action", "operator.purge"])
+            let events = try await auditLines(fixture.spool, ["--action", "operator.purge"])
             #expect(events.count == 1)
             #expect((events.first?["detail"] as? [String: String])?["payloads"] == "2")
 
-            let missingFlag = try runTool("spool-inspect", ["purge", "--older-than", "1h", "--spool", fixture.spool])
+            let missingFlag = try await runTool(
+                "spool-inspect", ["purge", "--older-than", "1h", "--spool", fixture.spool])
             #expect(missingFlag.status == 64)
         }
     }
@@ -432,7 +437,7 @@ struct InspectOperationsTests {
             let alteredInline = try await fixture.write(to: "v", url: "https://example.com/inline")
             _ = intact
 
-            let clean = try runTool("spool-inspect", ["verify", "--spool", fixture.spool])
+            let clean = try await runTool("spool-inspect", ["verify", "--spool", fixture.spool])
             #expect(clean.status == 0, "\(clean.stderr)")
             #expect(clean.stdout.contains("No problems found."))
 
@@ -451,7 +456,7 @@ struct InspectOperationsTests {
             try FileManager.default.setAttributes(
                 [.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: orphan)
 
-            let found = try runTool("spool-inspect", ["verify", "--spool", fixture.spool, "--json"])
+            let found = try await runTool("spool-inspect", ["verify", "--spool", fixture.spool, "--json"])
             #expect(found.status == 1, "\(found.stderr)")
             let report = try jsonObject(found.stdout)
             #expect(report["integrity"] as? [String] == ["ok"])
@@ -470,12 +475,12 @@ struct InspectOperationsTests {
                 })
             #expect(problems.count == 4)
             #expect(problems.allSatisfy { $0["fixed"] as? Bool == false })
-            let human = try runTool("spool-inspect", ["verify", "--spool", fixture.spool])
+            let human = try await runTool("spool-inspect", ["verify", "--spool", fixture.spool])
             #expect(human.status == 1)
             #expect(human.stdout.contains("4 problems found; --fix repairs what can be repaired."))
             #expect(FileManager.default.fileExists(atPath: orphan))
 
-            let fixed = try runTool("spool-inspect", ["verify", "--fix", "--spool", fixture.spool, "--json"])
+            let fixed = try await runTool("spool-inspect", ["verify", "--fix", "--spool", fixture.spool, "--json"])
             #expect(fixed.status == 1)
             #expect(try jsonObject(fixed.stdout)["fixed_count"] as? Int == 4)
             #expect(!FileManager.default.fileExists(atPath: orphan))
@@ -490,9 +495,9 @@ struct InspectOperationsTests {
             }
             #expect(try await store.resourceDetail(intact.id).resource.state == .pending)
 
-            let after = try runTool("spool-inspect", ["verify", "--spool", fixture.spool])
+            let after = try await runTool("spool-inspect", ["verify", "--spool", fixture.spool])
             #expect(after.status == 0, "\(after.stdout)")
-            let verifyEvents = try auditLines(fixture.spool, ["--action", "operator.verify"])
+            let verifyEvents = try await auditLines(fixture.spool, ["--action", "operator.verify"])
             #expect(verifyEvents.count == 5)
             #expect((verifyEvents[3]["detail"] as? [String: String])?["fixed"] == "4")
         }
@@ -513,37 +518,41 @@ struct InspectOperationsTests {
                 to: "f", url: "https://other.org/a_b", bytes: Array("unique content".utf8))
             let d = try await fixture.write(to: "f", url: "https://other.org/aXb")
 
-            func found(_ arguments: [String]) throws -> [Int64] {
-                let result = try runTool("spool-inspect", ["find", "--spool", fixture.spool, "--json"] + arguments)
+            func found(_ arguments: [String]) async throws -> [Int64] {
+                let result = try await runTool(
+                    "spool-inspect", ["find", "--spool", fixture.spool, "--json"] + arguments)
                 #expect(result.status == 0, "\(result.stderr)")
                 let rows = try #require(
                     try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])
                 return rows.compactMap { ($0["id"] as? NSNumber)?.int64Value }
             }
-            #expect(try found(["--url", "*example.com/2026/*"]) == [a.id])
-            #expect(try found(["--url", "https://example.com/*"]) == [a.id, b.id])
-            #expect(try found(["--url", "*/a_b"]) == [c.id])  // '_' is not a wildcard
-            #expect(try found(["--url", "*other.org*"]) == [c.id, d.id])
-            #expect(try found(["--url", "https://other.org/a%"]).isEmpty)
-            #expect(try found(["--meta", "source=beta"]) == [b.id])
-            #expect(try found(["--meta", "fetched.by=w-7"]) == [a.id])
-            #expect(try found(["--meta", "source=gamma"]).isEmpty)
+            #expect(try await found(["--url", "*example.com/2026/*"]) == [a.id])
+            #expect(try await found(["--url", "https://example.com/*"]) == [a.id, b.id])
+            #expect(try await found(["--url", "*/a_b"]) == [c.id])  // '_' is not a wildcard
+            #expect(try await found(["--url", "*other.org*"]) == [c.id, d.id])
+            #expect(try await found(["--url", "https://other.org/a%"]).isEmpty)
+            #expect(try await found(["--meta", "source=beta"]) == [b.id])
+            #expect(try await found(["--meta", "fetched.by=w-7"]) == [a.id])
+            #expect(try await found(["--meta", "source=gamma"]).isEmpty)
             #expect(
-                try found(["--sha256", SHA256Hasher.hexDigest(Array("unique content".utf8)).uppercased()]) == [c.id])
-            #expect(try found(["--url", "*example.com*", "--meta", "source=alpha"]) == [a.id])
-            #expect(try found(["--url", "*", "--limit", "2"]) == [a.id, b.id])
+                try await found(["--sha256", SHA256Hasher.hexDigest(Array("unique content".utf8)).uppercased()]) == [
+                    c.id
+                ])
+            #expect(try await found(["--url", "*example.com*", "--meta", "source=alpha"]) == [a.id])
+            #expect(try await found(["--url", "*", "--limit", "2"]) == [a.id, b.id])
 
-            let human = try runTool("spool-inspect", ["find", "--spool", fixture.spool, "--meta", "source=alpha"])
+            let human = try await runTool(
+                "spool-inspect", ["find", "--spool", fixture.spool, "--meta", "source=alpha"])
             #expect(human.status == 0)
             #expect(human.stdout.contains("https://example.com/2026/a.html"))
             #expect(human.stdout.contains("f/000001-a.html"))
 
-            let badKey = try runTool("spool-inspect", ["find", "--spool", fixture.spool, "--meta", "bad key=x"])
+            let badKey = try await runTool("spool-inspect", ["find", "--spool", fixture.spool, "--meta", "bad key=x"])
             #expect(badKey.status == 65)
             #expect(badKey.stderr.contains("'bad key'"))
-            let badHash = try runTool("spool-inspect", ["find", "--spool", fixture.spool, "--sha256", "xyz"])
+            let badHash = try await runTool("spool-inspect", ["find", "--spool", fixture.spool, "--sha256", "xyz"])
             #expect(badHash.status == 65)
-            let nothing = try runTool("spool-inspect", ["find", "--spool", fixture.spool])
+            let nothing = try await runTool("spool-inspect", ["find", "--spool", fixture.spool])
             #expect(nothing.status == 64)
         }
     }
@@ -559,7 +568,7 @@ struct InspectOperationsTests {
             let second = try await fixture.write(to: "a1")
             try await fixture.store.sealBundle("a1")
 
-            let all = try auditLines(fixture.spool, [])
+            let all = try await auditLines(fixture.spool, [])
             #expect(all.count >= 5)  // destination, bundle opened, two spooled, sealed
             for event in all {
                 #expect(event["at"] is NSNumber && event["action"] is String && event["actor_user"] is String)
@@ -570,41 +579,44 @@ struct InspectOperationsTests {
             let ids = all.compactMap { ($0["id"] as? NSNumber)?.int64Value }
             #expect(ids == ids.sorted())
 
-            #expect(try auditLines(fixture.spool, ["--since", "1h"]).count == all.count)
-            #expect(try auditLines(fixture.spool, ["--since", "2099-01-01T00:00:00Z"]).isEmpty)
-            #expect(try auditLines(fixture.spool, ["--until", "2000-01-01"]).isEmpty)
+            #expect(try await auditLines(fixture.spool, ["--since", "1h"]).count == all.count)
+            #expect(try await auditLines(fixture.spool, ["--since", "2099-01-01T00:00:00Z"]).isEmpty)
+            #expect(try await auditLines(fixture.spool, ["--until", "2000-01-01"]).isEmpty)
             let now = Date()
             let formatter = ISO8601DateFormatter()
             #expect(
-                try auditLines(fixture.spool, ["--since", formatter.string(from: now.addingTimeInterval(-3600))]).count
+                try await auditLines(fixture.spool, ["--since", formatter.string(from: now.addingTimeInterval(-3600))])
+                    .count
                     == all.count)
             #expect(
-                try auditLines(fixture.spool, ["--since", formatter.string(from: now.addingTimeInterval(3600))]).isEmpty
+                try await auditLines(fixture.spool, ["--since", formatter.string(from: now.addingTimeInterval(3600))])
+                    .isEmpty
             )
 
-            let ofFirst = try auditLines(fixture.spool, ["--resource", String(first.id)])
+            let ofFirst = try await auditLines(fixture.spool, ["--resource", String(first.id)])
             #expect(ofFirst.map { $0["action"] as? String } == ["resource.spooled"])
             #expect(ofFirst.allSatisfy { ($0["resource_id"] as? NSNumber)?.int64Value == first.id })
-            #expect(try auditLines(fixture.spool, ["--resource", String(second.id)]).count == 1)
-            let sealed = try auditLines(fixture.spool, ["--bundle", "a1", "--action", "bundle.*"])
+            #expect(try await auditLines(fixture.spool, ["--resource", String(second.id)]).count == 1)
+            let sealed = try await auditLines(fixture.spool, ["--bundle", "a1", "--action", "bundle.*"])
             #expect(sealed.map { $0["action"] as? String } == ["bundle.opened", "bundle.sealed"])
-            #expect(try auditLines(fixture.spool, ["--limit", "2"]).count == 2)
+            #expect(try await auditLines(fixture.spool, ["--limit", "2"]).count == 2)
 
-            let human = try runTool("spool-inspect", ["audit", "--spool", fixture.spool, "--limit", "3"])
+            let human = try await runTool("spool-inspect", ["audit", "--spool", fixture.spool, "--limit", "3"])
             #expect(human.status == 0)
             #expect(human.stdout.contains("bundle.sealed"))
             #expect(human.stdout.contains("(the last 3 of \(all.count) events"))
             #expect(human.stdout.contains("\(ActorIdentity.current.user)@\(ActorIdentity.current.host):"))
 
-            let badTime = try runTool("spool-inspect", ["audit", "--spool", fixture.spool, "--since", "yesterday"])
+            let badTime = try await runTool(
+                "spool-inspect", ["audit", "--spool", fixture.spool, "--since", "yesterday"])
             #expect(badTime.status == 64)
         }
     }
 
     @Test("Every new command documents its exit status")
-    func helpListsExitStatus() throws {
+    func helpListsExitStatus() async throws {
         for command in ["stuck", "retry", "abort", "seal", "discard", "purge", "verify", "find", "audit"] {
-            let help = try runTool("spool-inspect", [command, "--help"])
+            let help = try await runTool("spool-inspect", [command, "--help"])
             #expect(help.status == 0)
             #expect(help.stdout.contains("Exit status:"), "\(command) --help")
         }
@@ -716,8 +728,8 @@ private func ids(_ value: Any?) -> [Int64] {
 }
 
 /// `spool-inspect audit --json` with extra arguments, parsed line by line.
-private func auditLines(_ spool: String, _ arguments: [String]) throws -> [[String: Any]] {
-    let result = try runTool("spool-inspect", ["audit", "--spool", spool, "--json"] + arguments)
+private func auditLines(_ spool: String, _ arguments: [String]) async throws -> [[String: Any]] {
+    let result = try await runTool("spool-inspect", ["audit", "--spool", spool, "--json"] + arguments)
     try #require(result.status == 0, "audit failed: \(result.stderr)")
     return try result.stdout.split(separator: "\n").map { line in
         try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not JSON: \(line)")

@@ -74,11 +74,11 @@ struct MetricsCommandTests {
     /// Spools `count` resources into `bundle` for the directory target, sealed; their keys and sizes.
     func put(
         spool: String, target: String, bundle: String, count: Int, seal: Bool = true, sizeBase: Int = 100
-    ) throws -> [(key: String, size: Int)] {
+    ) async throws -> [(key: String, size: Int)] {
         var written: [(key: String, size: Int)] = []
         for index in 0..<count {
             let size = sizeBase + index * 37
-            let result = try runTool(
+            let result = try await runTool(
                 "spool-put",
                 [
                     "--spool", spool, "--bundle", bundle, "--url", "https://example.com/\(bundle)/\(index).bin",
@@ -98,21 +98,23 @@ struct MetricsCommandTests {
         try await withTemporaryDirectory(prefix: "metrics-inspect") { directory in
             let spool = directory + "/spool"
             let target = directory + "/target"
-            let delivered = try put(spool: spool, target: target, bundle: "m1", count: 4)
+            let delivered = try await put(spool: spool, target: target, bundle: "m1", count: 4)
             // A different object already holds the third key: that resource fails with `conflict`.
             let taken = delivered[2]
             try FileManager.default.createDirectory(
                 atPath: (target + "/" + taken.key as NSString).deletingLastPathComponent,
                 withIntermediateDirectories: true)
             try Data("someone else's bytes".utf8).write(to: URL(fileURLWithPath: target + "/" + taken.key))
-            let drained = try runTool("spool-drain", ["--spool", spool, "--once", "--log-level", "error"])
+            let drained = try await runTool("spool-drain", ["--spool", spool, "--once", "--log-level", "error"])
             try #require(drained.status == 0, "spool-drain: \(drained.stderr)")
-            let pending = try put(spool: spool, target: target, bundle: "m2", count: 2, seal: false, sizeBase: 1_000)
+            let pending = try await put(
+                spool: spool, target: target, bundle: "m2", count: 2, seal: false, sizeBase: 1_000)
 
-            let result = try runTool("spool-inspect", ["metrics", "--spool", spool])
+            let result = try await runTool("spool-inspect", ["metrics", "--spool", spool])
             try #require(result.status == 0, "spool-inspect metrics: \(result.stderr)")
             let metrics = try ExposedMetrics(result.stdout)
-            let status = try jsonObject(try runTool("spool-inspect", ["status", "--spool", spool, "--json"]).stdout)
+            let status = try jsonObject(
+                try await runTool("spool-inspect", ["status", "--spool", spool, "--json"]).stdout)
 
             for total in try #require(status["resources"] as? [[String: Any]]) {
                 let state = try #require(total["state"] as? String)
@@ -152,17 +154,17 @@ struct MetricsCommandTests {
             #expect(!metrics.samples.contains { $0.labels.values.contains { $0.contains("example.com") } })
 
             // Gauges only, and to a file.
-            let gauges = try runTool("spool-inspect", ["metrics", "--spool", spool, "--gauges-only"])
+            let gauges = try await runTool("spool-inspect", ["metrics", "--spool", spool, "--gauges-only"])
             #expect(gauges.status == 0)
             let onlyGauges = try ExposedMetrics(gauges.stdout)
             #expect(onlyGauges.has("pipeline_storage_resources") && !onlyGauges.has("pipeline_storage_uploads_total"))
             let file = directory + "/spool.prom"
-            let written = try runTool("spool-inspect", ["metrics", "--spool", spool, "--output", file])
+            let written = try await runTool("spool-inspect", ["metrics", "--spool", spool, "--output", file])
             #expect(written.status == 0 && written.stdout.isEmpty)
             let fromFile = try ExposedMetrics(try String(contentsOfFile: file, encoding: .utf8))
             #expect(fromFile.value("pipeline_storage_conflicts_total") == 1)
 
-            let missing = try runTool("spool-inspect", ["metrics", "--spool", directory + "/nowhere"])
+            let missing = try await runTool("spool-inspect", ["metrics", "--spool", directory + "/nowhere"])
             #expect(missing.status == 2)
             #expect(missing.stderr.hasPrefix("spool-inspect: "))
         }
@@ -173,13 +175,13 @@ struct MetricsCommandTests {
         try await withTemporaryDirectory(prefix: "metrics-drain") { directory in
             let spool = directory + "/spool"
             let target = directory + "/target"
-            let first = try put(spool: spool, target: target, bundle: "d1", count: 5)
-            let second = try put(spool: spool, target: target, bundle: "d2", count: 3, sizeBase: 5_000)
+            let first = try await put(spool: spool, target: target, bundle: "d1", count: 5)
+            let second = try await put(spool: spool, target: target, bundle: "d2", count: 3, sizeBase: 5_000)
             let file = directory + "/metrics/drain.prom"
             try FileManager.default.createDirectory(
                 atPath: directory + "/metrics", withIntermediateDirectories: true)
             let emf = directory + "/metrics/drain.emf"
-            let result = try runTool(
+            let result = try await runTool(
                 "spool-drain",
                 [
                     "--spool", spool, "--once", "--metrics-file", file, "--metrics-interval", "1", "--emf-file", emf,
@@ -221,9 +223,10 @@ struct MetricsCommandTests {
             }
             #expect(deliveredInEMF == 8)
 
-            let bad = try runTool("spool-drain", ["--spool", spool, "--once", "--metrics-interval", "0"])
+            let bad = try await runTool("spool-drain", ["--spool", spool, "--once", "--metrics-interval", "0"])
             #expect(bad.status == 64)
-            let clash = try runTool("spool-drain", ["--spool", spool, "--once", "--cloudwatch-dimension", "kind=x"])
+            let clash = try await runTool(
+                "spool-drain", ["--spool", spool, "--once", "--cloudwatch-dimension", "kind=x"])
             #expect(clash.status == 64)
             #expect(clash.stderr.contains("label of the metrics"))
         }
@@ -234,9 +237,9 @@ struct MetricsCommandTests {
         let server = try await LocalS3.shared.server()
         try await withTemporaryDirectory(prefix: "metrics-cloudwatch") { directory in
             let spool = directory + "/spool"
-            _ = try put(spool: spool, target: directory + "/target", bundle: "c1", count: 3)
+            _ = try await put(spool: spool, target: directory + "/target", bundle: "c1", count: 3)
             let namespace = "PipelineStorageCLITests/" + UUID().uuidString.prefix(8)
-            let result = try runTool(
+            let result = try await runTool(
                 "spool-drain",
                 [
                     "--spool", spool, "--once", "--cloudwatch-namespace", namespace, "--cloudwatch-dimension",

@@ -16,7 +16,7 @@ struct SecretLeakTests {
     func drainAtTraceLevel() async throws {
         try await withTemporaryDirectory(prefix: "secret-leak") { directory in
             var scenario = try await DrainScenario.make(directory: directory)
-            try scenario.load(
+            try await scenario.load(
                 endpoint: scenario.server.endpoint, bundles: 2, resources: 3, minSize: "100", maxSize: "6MiB",
                 seed: 11)
             let wrongSecret = "WrongSecret+" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
@@ -30,7 +30,7 @@ struct SecretLeakTests {
                 var failing = scenario.drainerEnvironment
                 failing["AWS_SECRET_ACCESS_KEY"] = wrongSecret
                 failing["AWS_SESSION_TOKEN"] = token
-                let refused = try runTool(
+                let refused = try await runTool(
                     "spool-drain",
                     [
                         "--spool", scenario.spoolDirectory, "--once", "--log-level", "trace", "--log-format", "json",
@@ -46,7 +46,7 @@ struct SecretLeakTests {
             }
 
             // 2. The right secret: everything is delivered.
-            let delivered = try runTool(
+            let delivered = try await runTool(
                 "spool-drain",
                 [
                     "--spool", scenario.spoolDirectory, "--until-done", "--log-level", "trace", "--log-format",
@@ -63,7 +63,7 @@ struct SecretLeakTests {
                 ["status"], ["status", "--json"], ["list", "--all"], ["list", "--all", "--json"], ["stuck", "--json"],
                 ["audit", "--json"], ["audit"], ["metrics"], ["verify", "--json"],
             ] {
-                let result = try runTool(
+                let result = try await runTool(
                     "spool-inspect", arguments + ["--spool", scenario.spoolDirectory],
                     environment: scenario.drainerEnvironment)
                 outputs.append(("spool-inspect \(arguments.joined(separator: " "))", result.stdout + result.stderr))
@@ -81,7 +81,7 @@ struct SecretLeakTests {
     func drainThroughAnAssumedRole() async throws {
         try await withTemporaryDirectory(prefix: "secret-leak-role") { directory in
             var scenario = try await DrainScenario.make(directory: directory)
-            try scenario.load(
+            try await scenario.load(
                 endpoint: scenario.server.endpoint, bundles: 2, resources: 3, minSize: "100", maxSize: "64KiB",
                 seed: 12)
             let iam = try MotoIAM(scenario.server)
@@ -110,7 +110,7 @@ struct SecretLeakTests {
                 "AWS_SHARED_CREDENTIALS_FILE": directory + "/credentials", "AWS_PROFILE": "leak",
                 "AWS_ENDPOINT_URL_STS": scenario.server.endpoint, "AWS_EC2_METADATA_DISABLED": "true",
             ]) { $1 }
-            let drained = try runTool(
+            let drained = try await runTool(
                 "spool-drain",
                 [
                     "--spool", scenario.spoolDirectory, "--until-done", "--log-level", "trace", "--log-format", "json",
@@ -121,7 +121,7 @@ struct SecretLeakTests {
             #expect(drained.stderr.contains("credentials resolved"), "the chain says which provider answered")
             var outputs = [("drain log", drained.stderr), ("drain stdout", drained.stdout)]
             outputs.append(("metrics", (try? String(contentsOfFile: directory + "/metrics.prom", encoding: .utf8)) ?? ""))
-            let audit = try runTool("spool-inspect", ["audit", "--json", "--spool", scenario.spoolDirectory])
+            let audit = try await runTool("spool-inspect", ["audit", "--json", "--spool", scenario.spoolDirectory])
             outputs.append(("audit", audit.stdout + audit.stderr))
             outputs += Self.spoolFiles(scenario.spoolDirectory)
             // moto's STS session tokens start with this (base64 of a fixed header); the secret of the source profile.

@@ -60,7 +60,7 @@ struct SoakTests {
 
             // Multipart-sized resources first, so that kills land in multipart uploads too.
             if parameters.large > 0 {
-                try scenario.load(
+                try await scenario.load(
                     endpoint: proxy.endpoint, bundles: 1, resources: parameters.large, minSize: "17MiB",
                     maxSize: "24MiB", seed: parameters.seed &* 7_919)
             }
@@ -139,7 +139,7 @@ struct SoakTests {
             }
 
             let report = try await deliveryReport(scenario)
-            let verify = try runTool("spool-inspect", ["verify", "--spool", scenario.spoolDirectory, "--json"])
+            let verify = try await runTool("spool-inspect", ["verify", "--spool", scenario.spoolDirectory, "--json"])
             let problems = (try? jsonObject(verify.stdout)["problems"] as? [[String: Any]])?.count ?? -1
             let audit = try await AuditSummary(try SpoolStore.open(scenario.spoolDirectory))
             let doubled = audit.deliveries.filter { $0.value != 1 }.count

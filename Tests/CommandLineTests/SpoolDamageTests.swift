@@ -12,8 +12,8 @@ import Glibc
 @Suite("A damaged spool: payloads, the index, the WAL")
 struct SpoolDamageTests {
     /// spool-load into a directory target: `bundles` sealed bundles of payload files (100–200 KiB: never inline).
-    func load(_ directory: String, bundles: Int, resources: Int, seed: UInt64) throws -> [AcknowledgedWrite] {
-        let result = try runTool(
+    func load(_ directory: String, bundles: Int, resources: Int, seed: UInt64) async throws -> [AcknowledgedWrite] {
+        let result = try await runTool(
             "spool-load",
             [
                 "--spool", directory + "/spool", "--directory", directory + "/target", "--bundles", String(bundles),
@@ -27,8 +27,8 @@ struct SpoolDamageTests {
     /// Copies every commit from the WAL into spool.db and empties the WAL (with Python's sqlite3): the tools leave
     /// their last commits in the WAL (a checkpoint starts at 1000 pages), and a test of spool.db itself needs them in
     /// the file.
-    func checkpoint(_ spool: String) throws {
-        let result = try runTool(
+    func checkpoint(_ spool: String) async throws {
+        let result = try await runTool(
             "/usr/bin/env",
             [
                 "python3", "-c",
@@ -39,8 +39,8 @@ struct SpoolDamageTests {
     }
 
     /// `spool-inspect list --json`: every row, keyed by id.
-    func rows(_ spool: String) throws -> [Int64: [String: Any]] {
-        let result = try runTool("spool-inspect", ["list", "--spool", spool, "--json", "--limit", "100000"])
+    func rows(_ spool: String) async throws -> [Int64: [String: Any]] {
+        let result = try await runTool("spool-inspect", ["list", "--spool", spool, "--json", "--limit", "100000"])
         try #require(result.status == 0, "\(result.stderr)")
         let array = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])
         return Dictionary(uniqueKeysWithValues: array.map { (($0["id"] as! NSNumber).int64Value, $0) })
@@ -50,8 +50,8 @@ struct SpoolDamageTests {
     func damagedPayloads() async throws {
         try await withTemporaryDirectory(prefix: "damage-payload") { directory in
             let spool = directory + "/spool"
-            let writes = try load(directory, bundles: 2, resources: 8, seed: 61)
-            let before = try rows(spool)
+            let writes = try await load(directory, bundles: 2, resources: 8, seed: 61)
+            let before = try await rows(spool)
             let missing = writes[3]
             let altered = writes[11]
             let missingPath = try #require(before[missing.id]?["payload_path"] as? String)
@@ -62,7 +62,7 @@ struct SpoolDamageTests {
             try handle.write(contentsOf: Data([0xDE, 0xAD]))
             try handle.close()
 
-            let verify = try runTool("spool-inspect", ["verify", "--spool", spool, "--json"])
+            let verify = try await runTool("spool-inspect", ["verify", "--spool", spool, "--json"])
             #expect(verify.status == 1, "verify: \(verify.stderr)")
             let report = try jsonObject(verify.stdout)
             let problems = try #require(report["problems"] as? [[String: Any]])
@@ -72,9 +72,9 @@ struct SpoolDamageTests {
                 }, uniquingKeysWith: { first, _ in first })
             #expect(byResource == [missing.id: "payload-missing", altered.id: "corrupt-payload"], "\(problems)")
 
-            let drain = try runTool("spool-drain", ["--spool", spool, "--until-done", "--no-progress"])
+            let drain = try await runTool("spool-drain", ["--spool", spool, "--until-done", "--no-progress"])
             #expect(drain.status == 0, "drain: \(drain.stderr)")
-            let after = try rows(spool)
+            let after = try await rows(spool)
             #expect(after[missing.id]?["state"] as? String == "failed")
             #expect(after[missing.id]?["last_error_code"] as? String == "payload-missing")
             #expect(after[altered.id]?["state"] as? String == "failed")
@@ -86,7 +86,8 @@ struct SpoolDamageTests {
             }
             #expect(!FileManager.default.fileExists(atPath: directory + "/target/" + altered.key), "never uploaded")
 
-            let status = try jsonObject(try runTool("spool-inspect", ["status", "--spool", spool, "--json"]).stdout)
+            let status = try jsonObject(
+                try await runTool("spool-inspect", ["status", "--spool", spool, "--json"]).stdout)
             let failures = (status["failures_by_code"] as? [[String: Any]] ?? []).map {
                 "\($0["code"] as? String ?? "?")=\($0["count"] as? NSNumber ?? 0)"
             }
@@ -98,8 +99,8 @@ struct SpoolDamageTests {
     func garbageHeader() async throws {
         try await withTemporaryDirectory(prefix: "damage-header") { directory in
             let spool = directory + "/spool"
-            _ = try load(directory, bundles: 1, resources: 2, seed: 62)
-            try checkpoint(spool)
+            _ = try await load(directory, bundles: 1, resources: 2, seed: 62)
+            try await checkpoint(spool)
             let handle = try #require(FileHandle(forUpdatingAtPath: spool + "/spool.db"))
             try handle.write(contentsOf: Data("this is not an SQLite header".utf8))
             try handle.close()
@@ -107,7 +108,7 @@ struct SpoolDamageTests {
                 ["spool-inspect", "status"], ["spool-inspect", "verify"], ["spool-drain", "--once", "--no-progress"],
                 ["spool-put", "--bundle", "b", "--url", "https://e.com/x", "--directory", directory + "/target"],
             ] {
-                let result = try runTool(
+                let result = try await runTool(
                     arguments[0], Array(arguments.dropFirst()) + ["--spool", spool], stdin: Data("x".utf8))
                 #expect(result.status == 76, "\(arguments): \(result.status) \(result.stderr)")
                 let lines = result.stderr.split(separator: "\n")
@@ -121,7 +122,7 @@ struct SpoolDamageTests {
     func unreadableIndex() async throws {
         try await withTemporaryDirectory(prefix: "damage-mode") { directory in
             let spool = directory + "/spool"
-            _ = try load(directory, bundles: 1, resources: 2, seed: 63)
+            _ = try await load(directory, bundles: 1, resources: 2, seed: 63)
             chmod(spool + "/spool.db", 0)
             // Root opens any file: run the tools as nobody, on a spool nobody owns, to meet the permission check.
             var prefix: [String] = []
@@ -131,11 +132,11 @@ struct SpoolDamageTests {
                     return
                 }
                 chmod(directory, 0o755)
-                _ = try runTool("/bin/chown", ["-R", "65534", spool])
+                _ = try await runTool("/bin/chown", ["-R", "65534", spool])
                 prefix = ["--reuid=65534", "--regid=65534", "--clear-groups", binDirectory + "/spool-inspect"]
             }
             let tool = prefix.isEmpty ? "spool-inspect" : "/usr/bin/setpriv"
-            let result = try runTool(tool, prefix + ["status", "--spool", spool])
+            let result = try await runTool(tool, prefix + ["status", "--spool", spool])
             #expect(result.status == 73, "\(result.status) \(result.stderr)")
             #expect(result.stderr.contains("cannot be opened for reading and writing"), "\(result.stderr)")
             #expect(result.stderr.contains("spool.db"))
@@ -147,8 +148,8 @@ struct SpoolDamageTests {
         try await withTemporaryDirectory(prefix: "damage-wal") { directory in
             let spool = directory + "/spool"
             // A first producer, its commits then copied into spool.db.
-            let kept = try load(directory, bundles: 1, resources: 10, seed: 64)
-            try checkpoint(spool)
+            let kept = try await load(directory, bundles: 1, resources: 10, seed: 64)
+            try await checkpoint(spool)
             // Then one killed after 40 writes or so: what it committed since the last checkpoint is only in the WAL.
             let producer = try ChildProcess(
                 tool: "spool-load",
@@ -169,14 +170,15 @@ struct SpoolDamageTests {
             let wal = spool + "/spool.db-wal"
             #expect(truncate(wal, off_t(32 + 3 * (24 + 4096))) == 0)
 
-            let present = Set(
+            let present = await Set(
                 try rows(spool).values.filter { ($0["kind"] as? String) == "resource" }.map {
                     ($0["id"] as! NSNumber).int64Value
                 })
             #expect(Set(kept.map(\.id)).isSubset(of: present), "a checkpointed commit was lost")
             let lost = (kept + killed).filter { !present.contains($0.id) }
             try #require(!lost.isEmpty, "the cut lost no commit (\(killed.count) written, all checkpointed)")
-            let verify = try runTool("spool-inspect", ["verify", "--spool", spool, "--json", "--orphan-age", "0s"])
+            let verify = try await runTool(
+                "spool-inspect", ["verify", "--spool", spool, "--json", "--orphan-age", "0s"])
             #expect(verify.status == 1)
             let problems = try #require(try jsonObject(verify.stdout)["problems"] as? [[String: Any]])
             #expect(problems.allSatisfy { $0["kind"] as? String == "orphan-file" }, "\(problems.prefix(3))")
@@ -184,7 +186,7 @@ struct SpoolDamageTests {
             // producer's last file, renamed but not committed, and a commit it did not get to report.
             #expect((lost.count...lost.count + 2).contains(problems.count), "\(lost.count) lost, \(problems.count)")
 
-            let drain = try runTool("spool-drain", ["--spool", spool, "--until-done", "--no-progress"])
+            let drain = try await runTool("spool-drain", ["--spool", spool, "--until-done", "--no-progress"])
             #expect(drain.status == 0, "drain: \(drain.stderr)")
             for write in kept {
                 #expect(try sha256OfFile(directory + "/target/" + write.key).sha256 == write.sha256)

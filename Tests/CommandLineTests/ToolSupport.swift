@@ -1,4 +1,5 @@
 import Foundation
+import SpoolTestSupport
 import Testing
 
 /// Where `swift build` put the executables: `$PIPELINE_BIN_DIR` (set by tools/test), else next to the test bundle.
@@ -19,15 +20,16 @@ struct ToolResult {
 }
 
 /// Runs a built tool (or, given an absolute path, any program) to completion with optional standard input.
-func runTool(_ name: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws
-    -> ToolResult
-{
-    try runProgram(name.hasPrefix("/") ? name : binDirectory + "/" + name, arguments, stdin: stdin, environment: environment)
+func runTool(
+    _ name: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]
+) async throws -> ToolResult {
+    try await runProgram(
+        name.hasPrefix("/") ? name : binDirectory + "/" + name, arguments, stdin: stdin, environment: environment)
 }
 
 /// Runs any program to completion with optional standard input.
 func runProgram(_ path: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:])
-    throws -> ToolResult
+    async throws -> ToolResult
 {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
@@ -39,19 +41,18 @@ func runProgram(_ path: String, _ arguments: [String], stdin: Data? = nil, envir
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let outPath = directory + "/stdout"
     let errPath = directory + "/stderr"
-    FileManager.default.createFile(atPath: outPath, contents: nil)
-    FileManager.default.createFile(atPath: errPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
     process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
     process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
     if let stdin {
         let inPath = directory + "/stdin"
-        FileManager.default.createFile(atPath: inPath, contents: stdin)
+        _ = FileManager.default.createFile(atPath: inPath, contents: stdin)
         process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
     } else {
         process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
     }
-    try process.run()
-    process.waitUntilExit()
+    try await process.runToExit()
     return ToolResult(
         status: process.terminationStatus,
         stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",

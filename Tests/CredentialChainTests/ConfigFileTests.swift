@@ -60,8 +60,8 @@ struct BotocoreView: Decodable {
         }))
         """
 
-    static func of(config: String, credentials: String) throws -> BotocoreView {
-        let output = try runVenvPython(script, arguments: [config, credentials])
+    static func of(config: String, credentials: String) async throws -> BotocoreView {
+        let output = try await runVenvPython(script, arguments: [config, credentials])
         return try JSONDecoder().decode(BotocoreView.self, from: Data(output.utf8))
     }
 }
@@ -138,12 +138,12 @@ struct ConfigFileTests {
     }
 
     func compareWithBotocore(config: String, credentials: String, sourceLocation: SourceLocation = #_sourceLocation)
-        throws
+        async throws
     {
         let sandbox = try Sandbox()
         try sandbox.config(config)
         try sandbox.credentials(credentials)
-        let botocore = try BotocoreView.of(config: sandbox.configFile, credentials: sandbox.credentialsFile)
+        let botocore = try await BotocoreView.of(config: sandbox.configFile, credentials: sandbox.credentialsFile)
         let parsedConfig = Result { try AWSConfigFile.parse(config, path: sandbox.configFile) }
         #expect((try? parsedConfig.get()).map(ours) == botocore.raw, sourceLocation: sourceLocation)
         guard let configFile = try? parsedConfig.get(),
@@ -159,13 +159,13 @@ struct ConfigFileTests {
     }
 
     @Test("A tricky config file and credentials file: the same sections, profiles and merge as botocore")
-    func trickyFilesMatchBotocore() throws {
-        try compareWithBotocore(config: trickyConfig, credentials: trickyCredentials)
+    func trickyFilesMatchBotocore() async throws {
+        try await compareWithBotocore(config: trickyConfig, credentials: trickyCredentials)
     }
 
     @Test("CRLF and CR line endings parse as LF does (Python's universal newlines)")
-    func lineEndings() throws {
-        try compareWithBotocore(
+    func lineEndings() async throws {
+        try await compareWithBotocore(
             config: trickyConfig.replacingOccurrences(of: "\n", with: "\r\n"),
             credentials: trickyCredentials.replacingOccurrences(of: "\n", with: "\r"))
         let crlf = try AWSConfigFile.parse(trickyConfig.replacingOccurrences(of: "\n", with: "\r\n"), path: "c")
@@ -219,11 +219,11 @@ struct ConfigFileTests {
             ("[a]\n= AKIDSECRETLINE\n", 2),
             ("\u{FEFF}[default]\nregion = x\n", 1),
         ])
-    func malformed(text: String, line: Int) throws {
+    func malformed(text: String, line: Int) async throws {
         let sandbox = try Sandbox()
         try sandbox.config(text)
         try sandbox.credentials("")
-        let botocore = try BotocoreView.of(config: sandbox.configFile, credentials: sandbox.credentialsFile)
+        let botocore = try await BotocoreView.of(config: sandbox.configFile, credentials: sandbox.credentialsFile)
         #expect(botocore.raw == nil, "botocore refuses it too")
         do {
             _ = try AWSConfigFile.parse(text, path: sandbox.configFile)
@@ -268,7 +268,7 @@ struct ConfigFileTests {
     }
 
     @Test("credential_process is split like shlex.split: quotes, backslashes, no shell")
-    func shellWords() throws {
+    func shellWords() async throws {
         let lines = [
             #"/bin/tool --flag "two words" 'single $HOME' plain\ space"#, #"a "b\"c" 'd\e' "f\g""#, "  spaced   out  ",
             #"x '' "" y"#, "tab\tseparated",
@@ -276,7 +276,7 @@ struct ConfigFileTests {
         let script = "import json, shlex, sys\nprint(json.dumps([shlex.split(l) for l in json.loads(sys.argv[1])]))"
         let input = String(decoding: try JSONSerialization.data(withJSONObject: lines), as: UTF8.self)
         let expected = try JSONDecoder().decode(
-            [[String]].self, from: Data(try runVenvPython(script, arguments: [input]).utf8))
+            [[String]].self, from: Data(try await runVenvPython(script, arguments: [input]).utf8))
         for (line, words) in zip(lines, expected) {
             #expect(try ShellWords.split(line) == words, "\(line)")
         }

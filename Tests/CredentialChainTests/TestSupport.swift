@@ -1,6 +1,7 @@
 import CredentialChain
 import Foundation
 import S3
+import SpoolTestSupport
 import Synchronization
 import Testing
 
@@ -187,17 +188,18 @@ func putAndGet(_ server: LocalS3.Server, _ credentials: any CredentialsProvider,
 // MARK: botocore, for comparisons
 
 /// Runs Python code with the venv's interpreter (which has botocore); its standard output.
-func runVenvPython(_ code: String, arguments: [String] = []) throws -> String {
+func runVenvPython(_ code: String, arguments: [String] = []) async throws -> String {
     guard let root = LocalS3.repositoryRoot else { throw LocalS3Error("no repository root") }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: root + "/.venv/bin/python")
     process.arguments = ["-c", code] + arguments
-    let output = Pipe()
-    process.standardOutput = output
+    // Into a file, read once the program has ended: nothing blocks a thread, and no pipe fills up meanwhile.
+    let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("py-\(UUID().uuidString)").path
+    _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+    defer { try? FileManager.default.removeItem(atPath: outputPath) }
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
     process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    try await process.runToExit()
     guard process.terminationStatus == 0 else { throw LocalS3Error("python exited \(process.terminationStatus)") }
-    return String(decoding: data, as: UTF8.self)
+    return try String(contentsOfFile: outputPath, encoding: .utf8)
 }

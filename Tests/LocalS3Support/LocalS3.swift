@@ -342,7 +342,7 @@ actor LocalS3 {
         if let query = components.percentEncodedQuery { target += "?" + query }
         let request = target
         return try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
+            blockingQueue.async {
                 continuation.resume(
                     with: Result {
                         try blockingHTTPRequest(
@@ -351,6 +351,10 @@ actor LocalS3 {
             }
         }
     }
+
+    /// Where blocking requests wait: a queue of its own (the overcommitting pool), not `DispatchQueue.global()`, whose
+    /// threads on Linux are the ones Swift's tasks run on.
+    private static let blockingQueue = DispatchQueue(label: "local-s3.blocking-http", attributes: .concurrent)
 
     private static func blockingHTTPRequest(
         _ method: String, port: Int, target: String, headers: [String: String], body: [UInt8], timeout: Duration

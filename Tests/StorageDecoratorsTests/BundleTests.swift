@@ -81,7 +81,7 @@ struct BundleTests {
 
             let zipPath = sandbox.path("bundle.zip")
             try Data(try await payload(storage.base, zipRecord)).write(to: URL(fileURLWithPath: zipPath))
-            let zip = try readZip(zipPath, in: sandbox)
+            let zip = try await readZip(zipPath, in: sandbox)
             #expect(zip["testzip"] is NSNull, "python's testzip found a bad member: \(zip["testzip"] ?? "")")
             let members = try #require(zip["members"] as? [String: [String: Any]])
             let order = try #require(zip["order"] as? [String])
@@ -171,7 +171,7 @@ struct BundleTests {
     @Test("createStorageStack: archives are expanded first, then packed; both off gives the base itself")
     func stackExpandsThenPacks() async throws {
         try await withSandbox { sandbox in
-            try makeZip(
+            try await makeZip(
                 sandbox.path("site.zip"),
                 [
                     ZipMemberSpec("index.html", Array("<html/>".utf8)),
@@ -180,7 +180,7 @@ struct BundleTests {
                 in: sandbox)
             let rows = Array("line\n".utf8) + testBytes(10_000, seed: 13)
             try Data(rows).write(to: URL(fileURLWithPath: sandbox.path("rows.txt")))
-            try archiveTool(["gzip", sandbox.path("rows.txt"), sandbox.path("rows.txt.gz")], in: sandbox)
+            try await archiveTool(["gzip", sandbox.path("rows.txt"), sandbox.path("rows.txt.gz")], in: sandbox)
 
             let base = try sandbox.storage()
             #expect(
@@ -207,7 +207,7 @@ struct BundleTests {
             try #require(records.map(\.name) == ["bundle.zip"])
             let zipPath = sandbox.path("stacked.zip")
             try Data(try await payload(base, records[0])).write(to: URL(fileURLWithPath: zipPath))
-            let zip = try readZip(zipPath, in: sandbox)
+            let zip = try await readZip(zipPath, in: sandbox)
             let manifest = try #require(zip["manifest"] as? [String: Any])
             let entries = try #require(manifest["members"] as? [[String: Any]])
             #expect(

@@ -9,7 +9,7 @@ struct GzipTests {
         try await withSandbox { sandbox in
             let plain = Array(#"{"fetched": true, "items": [1, 2, 3]}"#.utf8) + testBytes(300_000, seed: 1)
             try Data(plain).write(to: URL(fileURLWithPath: sandbox.path("data.json")))
-            try archiveTool(["gzip", sandbox.path("data.json"), sandbox.path("data.json.gz")], in: sandbox)
+            try await archiveTool(["gzip", sandbox.path("data.json"), sandbox.path("data.json.gz")], in: sandbox)
             let storage = try UnzipResourcesDecorator(base: try sandbox.storage())
             let stored = try await storage.withBundle("gz-1") { bundle in
                 try await bundle.writeResource(
@@ -43,7 +43,7 @@ struct GzipTests {
             let second = Array("second member\n".utf8)
             try Data(first).write(to: URL(fileURLWithPath: sandbox.path("one")))
             try Data(second).write(to: URL(fileURLWithPath: sandbox.path("two")))
-            try run("/usr/bin/env", ["gzip", "-k", "one", "two"], workingDirectory: sandbox.base)
+            try await run("/usr/bin/env", ["gzip", "-k", "one", "two"], workingDirectory: sandbox.base)
             let joined = try fileBytes(sandbox.path("one.gz")) + fileBytes(sandbox.path("two.gz"))
 
             let storage = try UnzipResourcesDecorator(base: try sandbox.storage())
@@ -65,7 +65,7 @@ struct GzipTests {
         try await withSandbox { sandbox in
             let page = Array("<html><body>compressed by a confused server</body></html>".utf8)
             try Data(page).write(to: URL(fileURLWithPath: sandbox.path("page")))
-            try archiveTool(["gzip", sandbox.path("page"), sandbox.path("page.gz")], in: sandbox)
+            try await archiveTool(["gzip", sandbox.path("page"), sandbox.path("page.gz")], in: sandbox)
             let storage = try UnzipResourcesDecorator(base: try sandbox.storage())
             try await storage.withBundle("gz-3") { bundle in
                 try await bundle.writeResource(
@@ -110,7 +110,7 @@ struct GzipTests {
         try await withSandbox { sandbox in
             let plain = testBytes(400_000, seed: 3)
             try Data(plain).write(to: URL(fileURLWithPath: sandbox.path("p")))
-            try archiveTool(["gzip", sandbox.path("p"), sandbox.path("p.gz")], in: sandbox)
+            try await archiveTool(["gzip", sandbox.path("p"), sandbox.path("p.gz")], in: sandbox)
             var bytes = try fileBytes(sandbox.path("p.gz"))
             switch damage {
             case .truncated: bytes = Array(bytes.prefix(bytes.count / 2))
@@ -144,7 +144,7 @@ struct GzipTests {
     func gzipBombRefused() async throws {
         try await withSandbox { sandbox in
             // 64 MiB of zeros deflate to about 64 KiB: a ratio of about 1,000.
-            try archiveTool(["zeros-gzip", sandbox.path("zeros.gz"), "64"], in: sandbox)
+            try await archiveTool(["zeros-gzip", sandbox.path("zeros.gz"), "64"], in: sandbox)
             let url = URL(fileURLWithPath: sandbox.path("zeros.gz"))
             let storage = try UnzipResourcesDecorator(base: try sandbox.storage())
             let bundle = try await storage.openBundle("bomb")
@@ -191,7 +191,7 @@ struct GzipTests {
         struct Reset: Error, Equatable {}
         try await withSandbox { sandbox in
             try Data(testBytes(200_000, seed: 4)).write(to: URL(fileURLWithPath: sandbox.path("p")))
-            try archiveTool(["gzip", sandbox.path("p"), sandbox.path("p.gz")], in: sandbox)
+            try await archiveTool(["gzip", sandbox.path("p"), sandbox.path("p.gz")], in: sandbox)
             let compressed = try fileBytes(sandbox.path("p.gz"))
             let failing = AsyncThrowingStream<[UInt8], any Error> { continuation in
                 continuation.yield(Array(compressed.prefix(50_000)))

@@ -54,14 +54,14 @@ func withSandbox<T>(_ body: (Sandbox) async throws -> T) async throws -> T {
 
 /// Runs tools/testarchives.py (python3's own zipfile and gzip modules) and returns what it printed.
 @discardableResult
-func archiveTool(_ arguments: [String], in sandbox: Sandbox) throws -> String {
+func archiveTool(_ arguments: [String], in sandbox: Sandbox) async throws -> String {
     let root = try #require(LocalS3.repositoryRoot, "no Package.swift above the tests")
-    return try run("/usr/bin/env", ["python3", root + "/tools/testarchives.py"] + arguments)
+    return try await run("/usr/bin/env", ["python3", root + "/tools/testarchives.py"] + arguments)
 }
 
 /// Runs a program to completion; throws with its standard error when it fails.
 @discardableResult
-func run(_ executable: String, _ arguments: [String], workingDirectory: String? = nil) throws -> String {
+func run(_ executable: String, _ arguments: [String], workingDirectory: String? = nil) async throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -78,8 +78,7 @@ func run(_ executable: String, _ arguments: [String], workingDirectory: String? 
     process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
     process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
     process.standardInput = FileHandle.nullDevice
-    try process.run()
-    process.waitUntilExit()
+    try await process.runToExit()
     let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
     guard process.terminationStatus == 0 else {
         let errors = (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
@@ -137,18 +136,18 @@ struct ZipMemberSpec: Encodable {
 /// Makes a zip with python's zipfile; optionally patches bytes afterwards (hex `replace` → `with`).
 func makeZip(
     _ path: String, _ members: [ZipMemberSpec], in sandbox: Sandbox, replace: (String, String)? = nil
-) throws {
+) async throws {
     let spec = path + ".json"
     try JSONEncoder().encode(members).write(to: URL(fileURLWithPath: spec))
     defer { try? FileManager.default.removeItem(atPath: spec) }
     var arguments = ["zip", path, spec]
     if let replace { arguments += [replace.0, replace.1] }
-    try archiveTool(arguments, in: sandbox)
+    try await archiveTool(arguments, in: sandbox)
 }
 
 /// Reads a zip with python's zipfile: members' sizes and digests, `testzip()`, the parsed manifest.
-func readZip(_ path: String, in sandbox: Sandbox) throws -> [String: Any] {
-    let output = try archiveTool(["read-zip", path], in: sandbox)
+func readZip(_ path: String, in sandbox: Sandbox) async throws -> [String: Any] {
+    let output = try await archiveTool(["read-zip", path], in: sandbox)
     return try #require(JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
 }
 

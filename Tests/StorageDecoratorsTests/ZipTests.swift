@@ -11,7 +11,7 @@ struct ZipTests {
             let json = Array(#"{"b": 2}"#.utf8)
             let big = testBytes(3 << 20, seed: 5)
             let umlaut = Array("grüße\n".utf8)
-            try makeZip(
+            try await makeZip(
                 sandbox.path("a.zip"),
                 [
                     ZipMemberSpec("a.txt", text), ZipMemberSpec("dir/", [], method: "store"),
@@ -66,9 +66,9 @@ struct ZipTests {
             let data = testBytes(500_000, seed: 6)
             try Data(readme).write(to: URL(fileURLWithPath: tree + "/README.md"))
             try Data(data).write(to: URL(fileURLWithPath: tree + "/docs/data.csv"))
-            try run("/usr/bin/env", ["zip", "-q", "-X", "-r", "../files.zip", "."], workingDirectory: tree)
+            try await run("/usr/bin/env", ["zip", "-q", "-X", "-r", "../files.zip", "."], workingDirectory: tree)
             // `zip -` writes to a pipe, so it cannot seek back: sizes and CRCs go in data descriptors.
-            let streamed = try run(
+            let streamed = try await run(
                 "/bin/sh", ["-c", "zip -q -X -r - . | cat > ../streamed.zip"], workingDirectory: tree)
             #expect(streamed.isEmpty)
 
@@ -112,7 +112,7 @@ struct ZipTests {
         arguments: slipCases)
     func zipSlipRefused(slip: SlipCase) async throws {
         try await withSandbox { sandbox in
-            try makeZip(
+            try await makeZip(
                 sandbox.path("slip.zip"),
                 [ZipMemberSpec("fine.txt", Array("fine".utf8)), ZipMemberSpec(slip.name, Array("evil".utf8))],
                 in: sandbox, replace: slip.patch)
@@ -138,7 +138,7 @@ struct ZipTests {
     @Test("a symbolic link member is refused like zip-slip")
     func symbolicLinkRefused() async throws {
         try await withSandbox { sandbox in
-            try makeZip(
+            try await makeZip(
                 sandbox.path("link.zip"), [ZipMemberSpec("passwd", Array("/etc/passwd".utf8), mode: "120777")],
                 in: sandbox)
             let storage = try UnzipResourcesDecorator(base: try sandbox.storage())
@@ -155,14 +155,14 @@ struct ZipTests {
     @Test("zip bombs are refused: compression ratio, total size, member count, overlapping members")
     func zipBombsRefused() async throws {
         try await withSandbox { sandbox in
-            try makeZip(
+            try await makeZip(
                 sandbox.path("ratio.zip"), [ZipMemberSpec("zeros.bin", [UInt8](repeating: 0, count: 64 << 20))],
                 in: sandbox)
-            try makeZip(
+            try await makeZip(
                 sandbox.path("many.zip"), (1...5).map { ZipMemberSpec("f\($0).txt", Array("x".utf8)) }, in: sandbox)
-            try archiveTool(["overlapping-zip", sandbox.path("overlap.zip")], in: sandbox)
+            try await archiveTool(["overlapping-zip", sandbox.path("overlap.zip")], in: sandbox)
             // 70,000 entries do not fit the end record's 16-bit count: the count comes from the zip64 end record.
-            try archiveTool(["many-zip", sandbox.path("zip64.zip"), "70000"], in: sandbox)
+            try await archiveTool(["many-zip", sandbox.path("zip64.zip"), "70000"], in: sandbox)
             let cases: [(file: String, options: UnzipOptions, fragments: [String])] = [
                 ("ratio.zip", UnzipOptions(), ["zip member 'zeros.bin'", "UnzipOptions.maxCompressionRatio"]),
                 (
@@ -215,7 +215,7 @@ struct ZipTests {
             let second = testBytes(200_000, seed: 8)  // incompressible: deflate keeps it in stored blocks
             var members = [ZipMemberSpec("first.txt", first), ZipMemberSpec("second.bin", second)]
             if damage == .onlyDirectories { members = [ZipMemberSpec("a/", [], method: "store")] }
-            try makeZip(sandbox.path("d.zip"), members, in: sandbox)
+            try await makeZip(sandbox.path("d.zip"), members, in: sandbox)
             var bytes = try fileBytes(sandbox.path("d.zip"))
             switch damage {
             case .truncated: bytes = Array(bytes.prefix(bytes.count / 2))
@@ -266,12 +266,12 @@ struct ZipTests {
     @Test("archives inside an archive are stored as they are, even with a second unzip layer stacked on the first")
     func nestedArchivesExpandOneLevel() async throws {
         try await withSandbox { sandbox in
-            try makeZip(sandbox.path("inner.zip"), [ZipMemberSpec("deep.txt", Array("deep".utf8))], in: sandbox)
+            try await makeZip(sandbox.path("inner.zip"), [ZipMemberSpec("deep.txt", Array("deep".utf8))], in: sandbox)
             try Data("gz inside".utf8).write(to: URL(fileURLWithPath: sandbox.path("note.txt")))
-            try archiveTool(["gzip", sandbox.path("note.txt"), sandbox.path("note.txt.gz")], in: sandbox)
+            try await archiveTool(["gzip", sandbox.path("note.txt"), sandbox.path("note.txt.gz")], in: sandbox)
             let inner = try fileBytes(sandbox.path("inner.zip"))
             let gz = try fileBytes(sandbox.path("note.txt.gz"))
-            try makeZip(
+            try await makeZip(
                 sandbox.path("outer.zip"),
                 [ZipMemberSpec("inner.zip", inner, method: "store"), ZipMemberSpec("note.txt.gz", gz)], in: sandbox)
 
@@ -295,7 +295,8 @@ struct ZipTests {
     @Test("a zip recognised by its first bytes only under a generic type and a name without extension")
     func zipDetectedByMagicBytes() async throws {
         try await withSandbox { sandbox in
-            try makeZip(sandbox.path("x.zip"), [ZipMemberSpec("word/document.xml", Array("<w/>".utf8))], in: sandbox)
+            try await makeZip(
+                sandbox.path("x.zip"), [ZipMemberSpec("word/document.xml", Array("<w/>".utf8))], in: sandbox)
             let bytes = try fileBytes(sandbox.path("x.zip"))
             let storage = try UnzipResourcesDecorator(base: try sandbox.storage())
             try await storage.withBundle("magic") { bundle in
