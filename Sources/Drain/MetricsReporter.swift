@@ -156,7 +156,8 @@ public actor MetricsReporter {
         let snapshot = metrics.registry.snapshot(resettingWindows: true)
         if let path = options.prometheusFile {
             do {
-                try AtomicFile.replace(path, with: snapshot.prometheusText())
+                let text = snapshot.prometheusText()
+                try await BlockingIO.run { try AtomicFile.replace(path, with: text) }
             } catch {
                 logger.warning("metrics file not written", metadata: ["path": "\(path)", "error": "\(error)"])
             }
@@ -218,9 +219,12 @@ public actor MetricsReporter {
                 interval, namespace: target.namespace, extraDimensions: dimensions, timestamp: timestamp)
             let text = lines.map { $0 + "\n" }.joined()
             do {
-                switch emf {
-                case .standardOutput: try FileHandle.standardOutput.write(contentsOf: Data(text.utf8))
-                case .file(let path): try Self.append(text, to: path)
+                // Off the task pool: a file's write, or a standard output nobody reads yet, may block.
+                try await BlockingIO.run {
+                    switch emf {
+                    case .standardOutput: try FileHandle.standardOutput.write(contentsOf: Data(text.utf8))
+                    case .file(let path): try Self.append(text, to: path)
+                    }
                 }
                 return true
             } catch {

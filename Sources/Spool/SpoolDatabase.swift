@@ -19,6 +19,15 @@ final class SpoolDatabase: @unchecked Sendable {
         connection.delegateCheckpoints(to: checkpointer)
     }
 
+    deinit {
+        // Closing the last connection checkpoints the WAL and fsyncs: on the connection's queue, not on whatever
+        // thread (often one of Swift's task pool) let go of the spool last.
+        // nonisolated(unsafe): the connection moves to its queue; nothing else refers to it any more.
+        nonisolated(unsafe) let connection = connection
+        let checkpointer = checkpointer
+        queue.async { withExtendedLifetime((connection, checkpointer)) {} }
+    }
+
     /// Runs `body` on the connection's queue and returns its result.
     func run<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in

@@ -189,9 +189,12 @@ final class SignalHandler: @unchecked Sendable {
 
     init(onStop: @escaping @Sendable () -> Void) {
         let count = Mutex(0)
+        // A queue of its own: the global queue is the pool the drainer's tasks run on, and a signal must be handled
+        // even while that pool is busy.
+        let queue = DispatchQueue(label: "spool-drain.signals")
         sources = [SIGTERM, SIGINT].map { number in
             signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             source.setEventHandler {
                 let seen = count.withLock { value -> Int in
                     value += 1

@@ -13,11 +13,38 @@ public struct SmallFilesystem: Sendable {
     /// Where it is mounted.
     public let path: String
 
-    /// Mounts a filesystem of `megabytes` at a new directory under the system's temporary directory.
-    /// `PIPELINE_TEST_SMALL_FS` chooses: `ext4`, `tmpfs`, or `none` (the fallback); unset tries ext4, then tmpfs.
+    /// Mounts a filesystem of `megabytes` at a new directory under the system's temporary directory, runs `body` with
+    /// it, and unmounts it (also when `body` throws). `PIPELINE_TEST_SMALL_FS` chooses: `ext4`, `tmpfs`, or `none`
+    /// (the fallback); unset tries ext4, then tmpfs. `body` gets nil and the reasons when none could be mounted.
     ///
-    /// - Returns: the filesystem, or nil and why none could be mounted.
-    public static func mount(megabytes: Int) -> (filesystem: SmallFilesystem?, reasons: [String]) {
+    /// mkfs, mount, filling and unmounting block for up to seconds; they run on a queue of their own, never on the
+    /// pool Swift's tasks run on (two cores wide here).
+    public static func withMounted<T>(
+        megabytes: Int, _ body: (SmallFilesystem?, [String]) async throws -> T
+    ) async throws -> T {
+        let (filesystem, reasons) = await blocking { mount(megabytes: megabytes) }
+        do {
+            let result = try await body(filesystem, reasons)
+            if let filesystem { await blocking { filesystem.unmount() } }
+            return result
+        } catch {
+            if let filesystem { await blocking { filesystem.unmount() } }
+            throw error
+        }
+    }
+
+    /// Fills it with a file at `path/name` until `leaving` bytes (or less) are free; returns the file's path.
+    public func fill(leaving bytes: Int64, name: String = "filler") async -> String {
+        await Self.blocking { fillBlocking(leaving: bytes, name: name) }
+    }
+
+    private static let queue = DispatchQueue(label: "small-filesystem", attributes: .concurrent)
+
+    private static func blocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in queue.async { continuation.resume(returning: body()) } }
+    }
+
+    private static func mount(megabytes: Int) -> (filesystem: SmallFilesystem?, reasons: [String]) {
         var reasons: [String] = []
         let choice = ProcessInfo.processInfo.environment["PIPELINE_TEST_SMALL_FS"] ?? ""
         guard choice != "none" else { return (nil, ["PIPELINE_TEST_SMALL_FS=none"]) }
@@ -62,8 +89,7 @@ public struct SmallFilesystem: Sendable {
         return Int64(info.f_bavail) * Int64(info.f_frsize)
     }
 
-    /// Fills it with a file at `path/name` until `leaving` bytes (or less) are free; returns the file's path.
-    public func fill(leaving bytes: Int64, name: String = "filler") -> String {
+    private func fillBlocking(leaving bytes: Int64, name: String) -> String {
         let filler = path + "/" + name
         let descriptor = open(filler, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         defer { close(descriptor) }
@@ -78,7 +104,7 @@ public struct SmallFilesystem: Sendable {
     }
 
     /// Unmounts it and removes the image.
-    public func unmount() {
+    private func unmount() {
         // The spool's SQLite connection may close a moment late: try a few times, then lazily.
         for _ in 0..<50 {
             if Self.run("/bin/umount", [path]).status == 0 { break }
