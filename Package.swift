@@ -43,6 +43,7 @@ let package = Package(
         .target(name: "CCRC32C"),
         // Up to four SHA-256 digests at once with the SHA extensions: four multipart parts hashed in ~57% of the time.
         .target(name: "CSHA256Multi"),
+        .target(name: "CProcessSpawn"),
 
         // Digests and checksums behind a small Swift surface; the only importer of COpenSSL.
         .target(name: "Hashing", dependencies: ["COpenSSL", "CCRC32C", "CSHA256Multi"]),
@@ -53,7 +54,7 @@ let package = Package(
         // The AWS credential chain in botocore's order: environment, shared files and profiles, STS AssumeRole and
         // AssumeRoleWithWebIdentity, credential_process, container credentials, EC2 instance metadata; caching and
         // refresh before expiry.
-        .target(name: "CredentialChain", dependencies: ["S3", "Hashing"]),
+        .target(name: "CredentialChain", dependencies: ["S3", "Hashing", "CProcessSpawn"]),
 
         // The durable spool: SQLite index, payload files, states, claims, audit. No networking.
         .target(

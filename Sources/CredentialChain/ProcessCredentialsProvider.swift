@@ -1,3 +1,4 @@
+import CProcessSpawn
 import Dispatch
 import Foundation
 import S3
@@ -176,6 +177,11 @@ enum ChildProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        // The program gets standard input, output and error, nothing else: no descriptor of ours that lacks
+        // close-on-exec (one opened by a library, a file another thread is writing — which would make exec of that
+        // file fail with ETXTBSY while the program runs) leaks into it.
+        // (ENOSYS before glibc 2.34: then only close-on-exec keeps descriptors from the program, as before.)
+        _ = pipeline_spawn_actions_close_from(&actions, 3)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

@@ -35,8 +35,19 @@ final class Sandbox: Sendable {
     @discardableResult
     func write(_ name: String, _ text: String, executable: Bool = false) throws -> String {
         let target = name.hasPrefix("/") ? name : path + "/" + name
-        try Data(text.utf8).write(to: URL(fileURLWithPath: target))
-        if executable { chmod(target, 0o755) }
+        // Close-on-exec: a program another test starts meanwhile must not keep this file open for writing, or
+        // running it fails with ETXTBSY for as long as that program lives.
+        let descriptor = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, executable ? 0o755 : 0o644)
+        guard descriptor >= 0 else { throw LocalS3Error("cannot write \(target): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        let bytes = Array(text.utf8)
+        var written = 0
+        while written < bytes.count {
+            let result = bytes[written...].withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+            if result < 0 && errno == EINTR { continue }
+            guard result > 0 else { throw LocalS3Error("cannot write \(target): \(String(cString: strerror(errno)))") }
+            written += result
+        }
         return target
     }
 
