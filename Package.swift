@@ -45,21 +45,24 @@ let package = Package(
         .target(name: "CSHA256Multi"),
         .target(name: "CProcessSpawn"),
 
+        // Blocking calls (file I/O, libcurl, child programs) on threads of their own, off the task pool.
+        .target(name: "BlockingWork"),
+
         // Digests and checksums behind a small Swift surface; the only importer of COpenSSL.
         .target(name: "Hashing", dependencies: ["COpenSSL", "CCRC32C", "CSHA256Multi"]),
 
         // SigV4, credentials, the libcurl transport and the S3 operations. Knows nothing of the spool.
-        .target(name: "S3", dependencies: ["CCurl", "Hashing"]),
+        .target(name: "S3", dependencies: ["CCurl", "Hashing", "BlockingWork"]),
 
         // The AWS credential chain in botocore's order: environment, shared files and profiles, STS AssumeRole and
         // AssumeRoleWithWebIdentity, credential_process, container credentials, EC2 instance metadata; caching and
         // refresh before expiry.
-        .target(name: "CredentialChain", dependencies: ["S3", "Hashing", "CProcessSpawn"]),
+        .target(name: "CredentialChain", dependencies: ["S3", "Hashing", "BlockingWork", "CProcessSpawn"]),
 
         // The durable spool: SQLite index, payload files, states, claims, audit. No networking.
         .target(
             name: "Spool",
-            dependencies: ["CSQLite", "Hashing"],
+            dependencies: ["CSQLite", "Hashing", "BlockingWork"],
             plugins: ["EmbedSchemaPlugin"]),
 
         // The delivery engine: claims, leases, conditional writes, multipart resume, backoff, pauses, cleanup —
@@ -67,7 +70,8 @@ let package = Package(
         .target(
             name: "Drain",
             dependencies: [
-                "Spool", "S3", "CredentialChain", "Hashing", .product(name: "Logging", package: "swift-log"),
+                "Spool", "S3", "CredentialChain", "Hashing", "BlockingWork",
+                .product(name: "Logging", package: "swift-log"),
             ]),
 
         // The storage abstraction (ResourceStorage, ResourceBundle) and the decorators over it: unzip resources,
@@ -135,7 +139,7 @@ let package = Package(
 
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         // Launches moto_server (SigV4 auth on) and the fault proxy for the integration tests of every module.
-        .target(name: "LocalS3Support", dependencies: ["S3"], path: "Tests/LocalS3Support"),
+        .target(name: "LocalS3Support", dependencies: ["S3", "BlockingWork"], path: "Tests/LocalS3Support"),
         .testTarget(name: "S3Tests", dependencies: ["S3", "Hashing", "LocalS3Support"], exclude: ["testdata"]),
         .testTarget(
             name: "CredentialChainTests",
@@ -146,7 +150,7 @@ let package = Package(
             name: "DrainTests",
             dependencies: ["Drain", "Spool", "S3", "Hashing", "PipelineStorage", "LocalS3Support", "SpoolTestSupport"]),
         // Assertions and helpers (eventually, unusedPID) shared by the spool's test targets.
-        .target(name: "SpoolTestSupport", dependencies: ["Spool"], path: "Tests/SpoolTestSupport"),
+        .target(name: "SpoolTestSupport", dependencies: ["Spool", "BlockingWork"], path: "Tests/SpoolTestSupport"),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "Hashing", "CSQLite", "SpoolTestSupport"]),
         .testTarget(
             name: "PipelineStorageTests", dependencies: ["PipelineStorage", "Spool", "Hashing", "SpoolTestSupport"]),

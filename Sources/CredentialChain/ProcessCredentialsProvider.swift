@@ -1,3 +1,4 @@
+import BlockingWork
 import CProcessSpawn
 import Dispatch
 import Foundation
@@ -143,11 +144,9 @@ public struct ProcessCredentialsProvider: CredentialsProvider {
 /// Runs a program with posix_spawn, collects its output (bounded) and status, and kills it at a deadline. Blocking:
 /// call it on a Dispatch thread, never on the cooperative pool.
 enum ChildProcess {
-    /// Where `run` blocks. Its own queue, not `DispatchQueue.global()`: on Linux the global queue is the thread pool
-    /// Swift's tasks run on, as wide as the machine has cores, so a blocked program would hold up unrelated tasks —
-    /// and they it (a time limit of 300 ms once took 45 s to be noticed). A queue of its own runs on the
-    /// overcommitting pool, which starts another thread rather than wait for a blocked one.
-    static let queue = DispatchQueue(label: "pipeline-storage.credential-process", attributes: .concurrent)
+    /// Where `run` blocks: not on the pool Swift's tasks run on (see `BlockingQueue`), or a blocked program holds up
+    /// unrelated tasks — and they it (a time limit of 300 ms once took 45 s to be noticed).
+    static let queue = BlockingQueue(label: "pipeline-storage.credential-process")
 
     struct Outcome {
         var status: Int32 = 0

@@ -1,3 +1,4 @@
+import BlockingWork
 import Dispatch
 import Foundation
 import Hashing
@@ -11,7 +12,7 @@ import Hashing
 public struct DirectoryObjectStore: ObjectStore {
     /// The target directory.
     public let root: String
-    private static let queue = DispatchQueue(label: "pipeline-storage.directory-store", attributes: .concurrent)
+    private static let queue = BlockingQueue(label: "pipeline-storage.directory-store")
     /// Where objects are written before they are linked into place (inside the root: same filesystem).
     static let temporaryDirectoryName = ".pipeline-tmp"
 
@@ -191,8 +192,6 @@ public struct DirectoryObjectStore: ObjectStore {
     }
 
     private static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try body() }) }
-        }
+        try await queue.run(body)
     }
 }

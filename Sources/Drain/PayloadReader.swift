@@ -1,3 +1,4 @@
+import BlockingWork
 import Dispatch
 import Foundation
 import Hashing
@@ -9,7 +10,7 @@ import Hashing
 /// the parts are sent, for each part's SHA-256 and CRC32C; the whole file's CRC32C is then combined from the parts'
 /// instead of being read for again. So each byte is read once to be hashed and once to be sent, and hashed once.
 enum PayloadReader {
-    private static let queue = DispatchQueue(label: "pipeline-storage.payload-read", attributes: .concurrent)
+    private static let queue = BlockingQueue(label: "pipeline-storage.payload-read")
     /// Bytes per read: enough that system calls cost nothing next to the hashing, few enough that a piece is still in
     /// the CPU's cache when it is hashed right after.
     private static let pieceBytes = 256 << 10
@@ -164,9 +165,7 @@ enum PayloadReader {
     }
 
     private static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try body() }) }
-        }
+        try await queue.run(body)
     }
 
     private static func readFailed(_ path: String) -> PayloadError {

@@ -1,3 +1,4 @@
+import BlockingWork
 import CCurl
 import Dispatch
 import Foundation
@@ -117,7 +118,7 @@ public struct TransportOptions: Sendable {
 public final class CurlTransport: HTTPTransport {
     private let options: TransportOptions
     private let idleHandles = Mutex<[CurlEasy]>([])
-    private let queue = DispatchQueue(label: "pipeline-storage.curl", attributes: .concurrent)
+    private let queue = BlockingQueue(label: "pipeline-storage.curl")
 
     /// A transport with these options.
     public init(options: TransportOptions = TransportOptions()) {

@@ -1,3 +1,4 @@
+import BlockingWork
 import Dispatch
 import Foundation
 import Hashing
@@ -200,18 +201,13 @@ public final class S3Client: Sendable {
 
 /// SHA-256 of a file range, read on a blocking-I/O thread.
 enum FileDigest {
-    private static let queue = DispatchQueue(label: "pipeline-storage.s3-digest", attributes: .concurrent)
+    private static let queue = BlockingQueue(label: "pipeline-storage.s3-digest")
 
     static func sha256Hex(path: String, offset: Int64, length: Int64) async throws -> String {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async {
-                continuation.resume(
-                    with: Result {
-                        var hasher = SHA256Hasher()
-                        try readRange(path: path, offset: offset, length: length) { hasher.update($0) }
-                        return hasher.finalize().hexString
-                    })
-            }
+        try await queue.run {
+            var hasher = SHA256Hasher()
+            try readRange(path: path, offset: offset, length: length) { hasher.update($0) }
+            return hasher.finalize().hexString
         }
     }
 

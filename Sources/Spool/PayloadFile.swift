@@ -1,3 +1,4 @@
+import BlockingWork
 import Dispatch
 import Synchronization
 
@@ -238,31 +239,22 @@ func createLockedFile(in directory: String, namePrefix: String, flags: Int32, wh
     }
 }
 
-/// Runs blocking system calls on Dispatch's threads, off Swift's cooperative pool, and awaits the result.
+/// Runs blocking system calls off Swift's task pool (see `BlockingQueue`) and awaits the result.
 package enum BlockingIO {
-    private static let queue = DispatchQueue(label: "pipeline-storage.blocking-io", attributes: .concurrent)
+    private static let queue = BlockingQueue(label: "pipeline-storage.blocking-io")
 
-    /// Runs `body` on a Dispatch thread and returns (or throws) what it did.
+    /// Runs `body` on a thread of its own and returns (or throws) what it did.
     package static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try body() }) }
-        }
+        try await queue.run(body)
     }
 
     static func value<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            queue.async { continuation.resume(returning: body()) }
-        }
+        await queue.value(body)
     }
 
-    /// Runs `body` on a Dispatch thread and waits for it.
+    /// Runs `body` on a thread of its own and waits for it.
     package static func runIgnoringErrors(_ body: @escaping @Sendable () -> Void) async {
-        await withCheckedContinuation { continuation in
-            queue.async {
-                body()
-                continuation.resume()
-            }
-        }
+        await queue.value(body)
     }
 }
 

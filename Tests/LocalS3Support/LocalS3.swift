@@ -1,3 +1,4 @@
+import BlockingWork
 import Foundation
 import Synchronization
 
@@ -352,9 +353,8 @@ actor LocalS3 {
         }
     }
 
-    /// Where blocking requests wait: a queue of its own (the overcommitting pool), not `DispatchQueue.global()`, whose
-    /// threads on Linux are the ones Swift's tasks run on.
-    private static let blockingQueue = DispatchQueue(label: "local-s3.blocking-http", attributes: .concurrent)
+    /// Where blocking requests wait: off the pool Swift's tasks run on.
+    private static let blockingQueue = BlockingQueue(label: "local-s3.blocking-http")
 
     private static func blockingHTTPRequest(
         _ method: String, port: Int, target: String, headers: [String: String], body: [UInt8], timeout: Duration

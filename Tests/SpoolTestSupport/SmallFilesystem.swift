@@ -1,3 +1,4 @@
+import BlockingWork
 import Foundation
 
 #if canImport(Glibc)
@@ -17,8 +18,7 @@ public struct SmallFilesystem: Sendable {
     /// it, and unmounts it (also when `body` throws). `PIPELINE_TEST_SMALL_FS` chooses: `ext4`, `tmpfs`, or `none`
     /// (the fallback); unset tries ext4, then tmpfs. `body` gets nil and the reasons when none could be mounted.
     ///
-    /// mkfs, mount, filling and unmounting block for up to seconds; they run on a queue of their own, never on the
-    /// pool Swift's tasks run on (two cores wide here).
+    /// mkfs, mount, filling and unmounting block for up to seconds; they run off the pool Swift's tasks run on.
     public static func withMounted<T>(
         megabytes: Int, _ body: (SmallFilesystem?, [String]) async throws -> T
     ) async throws -> T {
@@ -38,10 +38,8 @@ public struct SmallFilesystem: Sendable {
         await Self.blocking { fillBlocking(leaving: bytes, name: name) }
     }
 
-    private static let queue = DispatchQueue(label: "small-filesystem", attributes: .concurrent)
-
     private static func blocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in queue.async { continuation.resume(returning: body()) } }
+        await BlockingQueue(label: "small-filesystem").value(body)
     }
 
     private static func mount(megabytes: Int) -> (filesystem: SmallFilesystem?, reasons: [String]) {
