@@ -82,22 +82,6 @@ struct ResourceDelivery {
     }
 
     private func deliverMultipart(_ write: ObjectWrite, plan: MultipartPlan) async throws -> DeliveryOutcome {
-        let outcome = try await uploadMultipart(write, plan: plan)
-        if case .delivered = outcome {
-            // A CreateMultipartUpload whose answer was lost (and that the client retried) left an upload no row
-            // records; now that the object is in place, every upload of its key this spool does not track is garbage.
-            do {
-                try await abortLeftoverUploads(key: write.key)
-            } catch {
-                logger.warning(
-                    "leftover multipart uploads not swept",
-                    metadata: ["resource": "\(resource.id)", "key": "\(write.key)", "error": "\(error)"])
-            }
-        }
-        return outcome
-    }
-
-    private func uploadMultipart(_ write: ObjectWrite, plan: MultipartPlan) async throws -> DeliveryOutcome {
         var uploadID = resource.uploadID
         var held: [Int: StoredPart] = [:]
         if let existing = uploadID {
@@ -105,7 +89,8 @@ struct ResourceDelivery {
                 for part in try await store.listParts(key: write.key, uploadID: existing) { held[part.number] = part }
             } catch let error as ObjectStoreError where error.kind == .noSuchUpload {
                 // Aborted, or completed by an earlier attempt whose answer was lost: the object decides.
-                if let outcome = try await deliveredIfOurs(size: write.size, sha256: write.sha256) { return outcome }
+                let settled = try await deliveredIfOurs(size: write.size, sha256: write.sha256, sweeping: write.key)
+                if let settled { return settled }
                 try await spool.forgetUpload(id: resource.id, token: token, outcome: "gone")
                 uploadID = nil
             }
@@ -176,13 +161,15 @@ struct ResourceDelivery {
             let stored = try await transfers.withPermit {
                 try await store.completeUpload(key: write.key, uploadID: upload, parts: parts)
             }
-            return try await delivered(stored, bytes: write.size)
+            return try await delivered(stored, bytes: write.size, sweeping: write.key)
         } catch let error as ObjectStoreError where error.kind == .alreadyExists {
             try? await store.abortUpload(key: write.key, uploadID: upload)
             try await spool.forgetUpload(id: resource.id, token: token, outcome: "aborted")
-            return try await settleTakenKey(size: write.size, sha256: write.sha256)
+            return try await settleTakenKey(size: write.size, sha256: write.sha256, sweeping: write.key)
         } catch let error as ObjectStoreError where error.kind == .noSuchUpload {
-            if let outcome = try await deliveredIfOurs(size: write.size, sha256: write.sha256) { return outcome }
+            if let outcome = try await deliveredIfOurs(size: write.size, sha256: write.sha256, sweeping: write.key) {
+                return outcome
+            }
             try await spool.forgetUpload(id: resource.id, token: token, outcome: "gone")
             throw ObjectStoreError(.transient, code: "NoSuchUpload", message: "the upload vanished before completion")
         } catch let error as ObjectStoreError where error.kind == .conflict {
@@ -260,8 +247,10 @@ struct ResourceDelivery {
 
     /// The key is taken: ours from an earlier attempt whose answer was lost (same size and SHA-256) → done;
     /// anything else → failed with `conflict`, and the existing object is left as it is.
-    private func settleTakenKey(size: Int64, sha256: String) async throws -> DeliveryOutcome {
-        if let outcome = try await deliveredIfOurs(size: size, sha256: sha256) { return outcome }
+    private func settleTakenKey(size: Int64, sha256: String, sweeping key: String? = nil) async throws
+        -> DeliveryOutcome
+    {
+        if let outcome = try await deliveredIfOurs(size: size, sha256: sha256, sweeping: key) { return outcome }
         guard let existing = try await store.head(key: resource.objectKey) else {
             throw ObjectStoreError(.transient, code: "KeyVanished", message: "the key was taken, then gone on HEAD")
         }
@@ -271,16 +260,33 @@ struct ResourceDelivery {
                 + "\(existing.sha256 ?? "unknown")); it was left untouched — delete or move it, then retry this resource")
     }
 
-    private func deliveredIfOurs(size: Int64, sha256: String) async throws -> DeliveryOutcome? {
+    private func deliveredIfOurs(size: Int64, sha256: String, sweeping key: String? = nil) async throws
+        -> DeliveryOutcome?
+    {
         guard let existing = try await store.head(key: resource.objectKey), existing.size == size,
             existing.sha256 == sha256
         else { return nil }
         return try await delivered(
             StoredObject(etag: existing.etag, versionID: existing.versionID), bytes: size,
-            note: "already in place: an earlier attempt succeeded and its answer was lost")
+            note: "already in place: an earlier attempt succeeded and its answer was lost", sweeping: key)
     }
 
-    private func delivered(_ stored: StoredObject, bytes: Int64, note: String? = nil) async throws -> DeliveryOutcome {
+    /// Records the delivery. `key`, for a multipart delivery: first every upload of that key the spool does not
+    /// track is aborted — a CreateMultipartUpload whose answer was lost (and that the client retried) left one no row
+    /// records. Before the record, not after it: a drainer killed in between leaves the row to a later attempt,
+    /// which finds the object in place and sweeps again; once recorded, nothing would look at the key any more.
+    private func delivered(_ stored: StoredObject, bytes: Int64, note: String? = nil, sweeping key: String? = nil)
+        async throws -> DeliveryOutcome
+    {
+        if let key {
+            do {
+                try await abortLeftoverUploads(key: key)
+            } catch {
+                logger.warning(
+                    "leftover multipart uploads not swept",
+                    metadata: ["resource": "\(resource.id)", "key": "\(key)", "error": "\(error)"])
+            }
+        }
         try await spool.recordDelivered(
             id: resource.id, token: token, etag: stored.etag, versionID: stored.versionID,
             retainPayload: drain.retainDelivered, note: note)
