@@ -111,8 +111,9 @@ struct DiskFullTests {
                 let late = try await waiting.value
                 try await patientBundle.close()
                 try await bundle.close()
+                // Its bytes are checked with the rest, in the bucket, below: the drain above may already have
+                // delivered it and removed its payload (the writer finished while the drainer ran).
                 accepted.append(late)
-                #expect(sha256Hex(try await spool.payloadBytes(of: late.id)) == late.sha256)
 
                 // Everything delivered once, the index sound.
                 _ = try await drain(spool, options: testDrainOptions(), resolver())
