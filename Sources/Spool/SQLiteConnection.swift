@@ -34,6 +34,7 @@ final class SQLiteConnection {
     private var statements: [String: SQLiteStatement] = [:]
     private var walHookOwner: Unmanaged<WALCheckpointer>?
     let path: String
+    private let busyTimeoutMilliseconds: Int32
 
     /// Process-wide SQLite settings, applied once before the first connection: no memory statistics (a global mutex
     /// taken by every allocation, for counters the spool never reads).
@@ -57,6 +58,7 @@ final class SQLiteConnection {
         }
         self.handle = raw
         self.path = path
+        self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
         sqlite3_extended_result_codes(raw, 1)
         // A plain timeout, never a spinning busy handler: SQLite sleeps and retries until the lock is free.
         sqlite3_busy_timeout(raw, busyTimeoutMilliseconds)
@@ -87,6 +89,22 @@ final class SQLiteConnection {
                 }
                 return SQLITE_OK
             }, owner.toOpaque())
+    }
+
+    /// Switches the database to WAL mode, returning the mode SQLite reports.
+    ///
+    /// Changing the journal mode needs the database to itself, and SQLite answers `SQLITE_BUSY` at once, without
+    /// the busy handler, when another connection is using it: several processes creating one spool at the same
+    /// moment. So this retries every few milliseconds until the busy timeout has passed.
+    func enableWriteAheadLog() throws -> String? {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(busyTimeoutMilliseconds))
+        while true {
+            do {
+                return try queryFirst("PRAGMA journal_mode = WAL") { $0.text(0) }
+            } catch let error as SpoolError where error.code == .databaseBusy && ContinuousClock.now < deadline {
+                usleep(UInt32.random(in: 2_000...10_000))
+            }
+        }
     }
 
     /// Copies WAL frames back into the database without blocking readers or writers.

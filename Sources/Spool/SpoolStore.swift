@@ -50,7 +50,7 @@ public final class SpoolStore: Sendable {
         let timeout = Int32(clamping: options.busyTimeout.milliseconds)
         let database = try SpoolDatabase(path: layout.databasePath, busyTimeoutMilliseconds: timeout)
         try database.runBlocking { connection in
-            let mode = try connection.queryFirst("PRAGMA journal_mode = WAL") { $0.text(0) }
+            let mode = try connection.enableWriteAheadLog()
             guard mode?.lowercased() == "wal" else {
                 throw SpoolError(
                     .spoolUnwritable,

@@ -64,6 +64,28 @@ import Glibc
         }
     }
 
+    /// Several processes creating one spool at the same moment: while another connection holds the new file's write
+    /// lock (in the rollback journal mode every new file starts in), SQLite refuses the switch to WAL with SQLITE_BUSY
+    /// at once, without consulting its busy handler. `open` waits for the lock instead of failing.
+    @Test func openWaitsForAnotherConnectionWhileSwitchingToWAL() async throws {
+        try await withTemporaryDirectory { base in
+            let root = base + "/spool"
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            let other = try SQLiteConnection(path: root + "/spool.db", create: true, busyTimeoutMilliseconds: 1000)
+            try other.executeScript(
+                "CREATE TABLE unrelated (x INTEGER); BEGIN IMMEDIATE; INSERT INTO unrelated VALUES (1);")
+            let released = Task {
+                try await Task.sleep(for: .milliseconds(300))
+                try other.executeScript("COMMIT")
+            }
+            let started = ContinuousClock.now
+            let store = try SpoolStore.open(root)
+            #expect(ContinuousClock.now - started >= .milliseconds(250), "open did not wait for the reader")
+            try await released.value
+            #expect(try await store.schemaVersion() == SchemaMigrator.latestVersion)
+        }
+    }
+
     @Test func migratorAppliesOnlyPendingMigrationsEachInATransaction() async throws {
         try await withTemporaryDirectory { base in
             let connection = try SQLiteConnection(
