@@ -81,15 +81,11 @@ public struct ProcessCredentialsProvider: CredentialsProvider {
         }
         let outcome: ChildProcess.Outcome
         do {
-            outcome = try await withCheckedThrowingContinuation { continuation in
-                ChildProcess.queue.async {
-                    continuation.resume(
-                        with: Result {
-                            try ChildProcess.run(
-                                executable, arguments: Array(words.dropFirst()), environment: childEnvironment,
-                                timeout: limit, outputLimit: Self.maximumOutputBytes)
-                        })
-                }
+            let arguments = Array(words.dropFirst())
+            outcome = try await ChildProcess.queue.run {
+                try ChildProcess.run(
+                    executable, arguments: arguments, environment: childEnvironment, timeout: limit,
+                    outputLimit: Self.maximumOutputBytes)
             }
         } catch let error as S3Error {
             throw failed(error.message)
