@@ -2,6 +2,7 @@ import Foundation
 @testable import LocalS3Support
 import S3
 import Spool
+import SpoolTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -82,6 +83,63 @@ struct DrainCrashTests {
             let twice = audit.deliveries.filter { $0.value != 1 }
             #expect(twice.isEmpty, "resources with other than one resource.delivered event: \(twice)")
             try? await latency.stop()
+        }
+    }
+
+    /// The window between completing a multipart upload and recording the delivery, where the drainer sweeps the
+    /// key's uploads that the spool does not track (a CreateMultipartUpload whose answer was lost leaves one). A kill
+    /// there must leave the sweep to the next attempt, which finds the object in place and sweeps again.
+    @Test("SIGKILL between a multipart upload's completion and its record: the next drainer sweeps and records it")
+    func killBetweenCompletionAndRecord() async throws {
+        try await withTemporaryDirectory(prefix: "drain-window") { directory in
+            var scenario = try await DrainScenario.make(directory: directory)
+            let proxy = try await LocalS3.shared.newFaultProxy()
+            // ListMultipartUploads: the first is the sweep before CreateMultipartUpload, the second the one after
+            // CompleteMultipartUpload. The second stalls, so that the kill lands in the window.
+            let listUploads = "[?&]uploads(=|&|$)"
+            try await proxy.configure([
+                FaultProxy.Rule(fault: "stall", nth: [2], method: "GET", pathRegex: listUploads, seconds: 120)
+            ])
+            try await scenario.load(
+                endpoint: proxy.endpoint, bundles: 1, resources: 1, minSize: "20MiB", maxSize: "20MiB", seed: 301)
+            let key = try #require(scenario.writes.first?.key)
+
+            let first = try scenario.startDrainer(
+                ["--until-done", "--concurrency", "1"], logPath: directory + "/drain-1.log")
+            let stalled = try await eventually(timeout: .seconds(60)) {
+                try await proxy.stats().rules.first?.fired == 1
+            }
+            guard stalled else {
+                await first.killAndWait()
+                Issue.record("the drainer never reached the sweep after completing: \(first.log.suffix(2000))")
+                return
+            }
+            // Meanwhile a leftover upload for the key appears, as a retried CreateMultipartUpload leaves one.
+            let leftover = try await scenario.client.createMultipartUpload(
+                CreateMultipartUploadRequest(bucket: scenario.bucket, key: key))
+            #expect(first.send(SIGKILL))
+            _ = await first.waitForExit(timeout: .seconds(30))
+            #expect(first.killedBySignal)
+
+            // Killed in the window: the object is complete in the bucket, the spool does not say so yet.
+            let stored = try await scenario.client.headObjectIfExists(bucket: scenario.bucket, key: key)
+            #expect(stored?.contentLength == scenario.writes.first?.size)
+            let spool = try SpoolStore.open(scenario.spoolDirectory)
+            #expect(try await spool.resourceDetail(scenario.writes[0].id).resource.state != .done)
+            let uploadsBefore = try await scenario.client.listAllMultipartUploads(bucket: scenario.bucket)
+            #expect(uploadsBefore.map(\.uploadID).contains(leftover))
+
+            try await proxy.configure([])
+            let second = try scenario.startDrainer(["--until-done"], logPath: directory + "/drain-2.log")
+            let finished = await second.waitForExit(timeout: .seconds(120))
+            if !finished { await second.killAndWait() }
+            #expect(finished && second.exitStatus == 0, "second drainer: \(second.log.suffix(3000))")
+
+            try await verifyDeliveredExactlyOnce(scenario)
+            let audit = try await AuditSummary(spool)
+            #expect(audit.alreadyInPlaceIDs.contains(scenario.writes[0].id), "not settled as already in place")
+            #expect(second.logLines("leftover multipart upload aborted").count == 1)
+            try? await proxy.stop()
         }
     }
 
