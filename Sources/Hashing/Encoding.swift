@@ -1,18 +1,25 @@
-private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
 extension Sequence where Element == UInt8 {
     /// The bytes as lowercase hexadecimal, two digits per byte.
     ///
     /// The form SigV4 and most digest displays use, e.g. `[0xDE, 0xAD].hexString == "dead"`.
+    @inlinable
     public var hexString: String {
+        // Inlinable, so callers get a copy specialised to their sequence type: every spooled resource and every
+        // signed request formats digests, and the generic version costs several times as much.
         var digits: [UInt8] = []
         digits.reserveCapacity(underestimatedCount * 2)
         for byte in self {
-            digits.append(hexDigits[Int(byte >> 4)])
-            digits.append(hexDigits[Int(byte & 0x0F)])
+            digits.append(hexDigit(byte >> 4))
+            digits.append(hexDigit(byte & 0x0F))
         }
         return String(decoding: digits, as: UTF8.self)
     }
+}
+
+/// The lowercase hexadecimal digit for a value 0...15.
+@inlinable
+func hexDigit(_ value: UInt8) -> UInt8 {
+    value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
 }
 
 private let base64Alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)

@@ -115,15 +115,18 @@ public enum Validation {
     ///
     /// - Throws: `SpoolError.invalidContentType` naming the value.
     public static func checkContentType(_ contentType: String) throws {
-        let reject = SpoolError(
-            .invalidContentType,
-            "content type \(quoted(contentType)) is not a media type; use type/subtype with optional "
-                + "'; name=value' parameters, e.g. 'text/html; charset=utf-8' (at most \(maximumContentTypeBytes) "
-                + "bytes)")
+        // Built only on failure: every resource passes through here, and the message costs more than the check.
+        func reject() -> SpoolError {
+            SpoolError(
+                .invalidContentType,
+                "content type \(quoted(contentType)) is not a media type; use type/subtype with optional "
+                    + "'; name=value' parameters, e.g. 'text/html; charset=utf-8' (at most "
+                    + "\(maximumContentTypeBytes) bytes)")
+        }
         let bytes = Array(contentType.utf8)
-        guard !bytes.isEmpty, bytes.count <= maximumContentTypeBytes else { throw reject }
+        guard !bytes.isEmpty, bytes.count <= maximumContentTypeBytes else { throw reject() }
         var parser = MediaTypeParser(bytes: bytes)
-        guard parser.parse() else { throw reject }
+        guard parser.parse() else { throw reject() }
     }
 
     /// Checks an HTTP status code: 100...599.
