@@ -72,7 +72,8 @@ public struct DirectoryObjectStore: ObjectStore {
 
     /// Not used locally.
     public func createUpload(for object: ObjectWrite) async throws -> String {
-        throw ObjectStoreError(.permanent, code: "NotSupported", message: "a directory target takes no multipart uploads")
+        throw ObjectStoreError(
+            .permanent, code: "NotSupported", message: "a directory target takes no multipart uploads")
     }
 
     /// Not used locally.
@@ -131,7 +132,9 @@ public struct DirectoryObjectStore: ObjectStore {
                 guard got > 0 else {
                     throw ObjectStoreError(.permanent, code: "LocalIOError", message: "\(source) ended early")
                 }
-                try buffer.withUnsafeBytes { try writeAll(descriptor, UnsafeRawBufferPointer(rebasing: $0.prefix(got)), path: path) }
+                try buffer.withUnsafeBytes {
+                    try writeAll(descriptor, UnsafeRawBufferPointer(rebasing: $0.prefix(got)), path: path)
+                }
                 position += Int64(got)
             }
         }
@@ -168,8 +171,8 @@ public struct DirectoryObjectStore: ObjectStore {
             current += "/" + component
             if mkdir(current, 0o755) == 0 {
                 // The new entry must survive a crash too.
-                try synchronizeDirectory(String(current[..<current.lastIndex(of: "/")!]).isEmpty
-                    ? "/" : String(current[..<current.lastIndex(of: "/")!]))
+                let parent = String(current[..<current.lastIndex(of: "/")!])
+                try synchronizeDirectory(parent.isEmpty ? "/" : parent)
                 continue
             }
             if errno != EEXIST { throw ioError("mkdir", current) }

@@ -229,7 +229,9 @@ public final class Drainer: Sendable {
             resolved = try store(for: claim.destination)
         } catch {
             metrics.record(.paused, kind: claim.resource.kind, duration: ContinuousClock.now - started)
-            logger.error("destination unusable", metadata: ["destination": "\(claim.destination.spec.displayName)", "error": "\(error)"])
+            logger.error(
+                "destination unusable",
+                metadata: ["destination": "\(claim.destination.spec.displayName)", "error": "\(error)"])
             Task {
                 try? await spool.pauseDestination(
                     claim.destination.id, code: "InvalidConfiguration", message: "\(error)",
@@ -330,7 +332,9 @@ public final class Drainer: Sendable {
                 try await spool.recordUploadFinished(upload.uploadID, outcome: "aborted")
                 state.withLock { $0.progress.orphanUploadsAborted += 1 }
                 metrics.orphanUploadAborted()
-                logger.info("orphan multipart upload aborted", metadata: ["key": "\(upload.key)", "upload_id": "\(upload.uploadID)"])
+                logger.info(
+                    "orphan multipart upload aborted",
+                    metadata: ["key": "\(upload.key)", "upload_id": "\(upload.uploadID)"])
             }
         } catch {
             logger.warning("orphan sweep incomplete", metadata: ["error": "\(error)"])
@@ -345,7 +349,8 @@ public final class Drainer: Sendable {
         }
         let remaining = state.withLock { state in state.inFlight.values.map(\.task) }
         if !remaining.isEmpty {
-            logger.warning("grace period over; cancelling deliveries in flight", metadata: ["count": "\(remaining.count)"])
+            logger.warning(
+                "grace period over; cancelling deliveries in flight", metadata: ["count": "\(remaining.count)"])
         }
         for task in remaining { task.cancel() }
         for task in remaining { await task.value }

@@ -274,4 +274,3 @@ public actor MetricsReporter {
         try AtomicFile.writeAll(text, to: descriptor, path: path)
     }
 }
-

@@ -62,7 +62,9 @@ final class PartDigests: Sendable {
                 return .wait
             case nil:
                 // The others of the group not yet asked for or hashed: this task hashes them with its own.
-                let others = (groups[part.number] ?? [part]).filter { $0.number != part.number && entries[$0.number] == nil }
+                let others = (groups[part.number] ?? [part]).filter {
+                    $0.number != part.number && entries[$0.number] == nil
+                }
                 for other in others { entries[other.number] = .hashing([]) }
                 return .hash([part] + others)
             }
@@ -90,7 +92,10 @@ final class PartDigests: Sendable {
             let results: [Result<Digest, any Error>]
             do {
                 if group.count == 1 {
-                    results = [.success(try await PayloadReader.digestRange(path: path, offset: part.offset, length: part.length))]
+                    results = [
+                        .success(
+                            try await PayloadReader.digestRange(path: path, offset: part.offset, length: part.length))
+                    ]
                 } else {
                     results = try await PayloadReader.digestRanges(
                         path: path, offsets: group.map(\.offset), length: part.length

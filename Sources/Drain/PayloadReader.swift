@@ -115,7 +115,9 @@ enum PayloadReader {
     ) {
         func nest(_ index: Int, _ pieces: [UnsafeRawBufferPointer]) {
             guard index < buffers.count else { return body(pieces) }
-            buffers[index].withUnsafeBytes { nest(index + 1, pieces + [UnsafeRawBufferPointer(rebasing: $0.prefix(count))]) }
+            buffers[index].withUnsafeBytes {
+                nest(index + 1, pieces + [UnsafeRawBufferPointer(rebasing: $0.prefix(count))])
+            }
         }
         nest(0, [])
     }

@@ -257,7 +257,8 @@ struct ResourceDelivery {
         return await record(
             failure: "conflict",
             message: "a different object already exists at \(resource.objectKey) (size \(existing.size), sha256 "
-                + "\(existing.sha256 ?? "unknown")); it was left untouched — delete or move it, then retry this resource")
+                + "\(existing.sha256 ?? "unknown")); it was left untouched — delete or move it, then retry this resource"
+        )
     }
 
     private func deliveredIfOurs(size: Int64, sha256: String, sweeping key: String? = nil) async throws
@@ -315,7 +316,9 @@ struct ResourceDelivery {
             }
             logger.warning(
                 "destination paused",
-                metadata: ["destination": "\(store.displayName)", "error_code": "\(error.code)", "message": "\(error.message)"])
+                metadata: [
+                    "destination": "\(store.displayName)", "error_code": "\(error.code)", "message": "\(error.message)",
+                ])
             return .paused
         case .permanent:
             return await record(failure: error.code, message: error.message)
@@ -354,7 +357,10 @@ struct ResourceDelivery {
         }
         logger.error(
             "resource failed",
-            metadata: ["resource": "\(resource.id)", "key": "\(resource.objectKey)", "error_code": "\(code)", "message": "\(message)"])
+            metadata: [
+                "resource": "\(resource.id)", "key": "\(resource.objectKey)", "error_code": "\(code)",
+                "message": "\(message)",
+            ])
         return .failed(code: code)
     }
 
@@ -394,9 +400,11 @@ struct ResourceDelivery {
             let digest = PayloadDigest.compute(bytes)
             guard Int64(bytes.count) == resource.size, digest.sha256 == resource.sha256 else {
                 throw PayloadError.corrupt(
-                    resource, actualSize: Int64(bytes.count), actualDigest: "sha256 \(digest.sha256) vs \(resource.sha256)")
+                    resource, actualSize: Int64(bytes.count),
+                    actualDigest: "sha256 \(digest.sha256) vs \(resource.sha256)")
             }
-            return PreparedPayload(body: .bytes(bytes), size: resource.size, sha256: resource.sha256, crc32c: digest.crc32c)
+            return PreparedPayload(
+                body: .bytes(bytes), size: resource.size, sha256: resource.sha256, crc32c: digest.crc32c)
         case .file:
             guard let relative = resource.payloadPath else { throw PayloadError.missing(resource, path: "(none)") }
             let path = spool.layout.root + "/" + relative

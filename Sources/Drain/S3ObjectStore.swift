@@ -79,7 +79,8 @@ public struct S3ObjectStore: ObjectStore {
                 bucket: bucket, key: key, uploadID: uploadID, partNumber: number, body: Self.body(body),
                 checksums: BodyChecksums(crc32c: crc32c, sha256Hex: sha256), timeout: uploadTimeout)
         }
-        return StoredPart(number: part.partNumber, etag: part.etag, size: part.size, checksumCRC32C: part.checksumCRC32C)
+        return StoredPart(
+            number: part.partNumber, etag: part.etag, size: part.size, checksumCRC32C: part.checksumCRC32C)
     }
 
     /// ListParts, every page.

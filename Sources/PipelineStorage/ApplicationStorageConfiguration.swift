@@ -158,7 +158,8 @@ public struct ApplicationStorageConfiguration: Sendable {
         Setting("decorators.bundleResources", "Pack each bundle into one bundle.zip (default false).") {
             $0.bundleResources = try $1.bool()
         },
-        Setting("decorators.unzipResources", "Store gzip decompressed, zip as one resource per member (default false).") {
+        Setting("decorators.unzipResources", "Store gzip decompressed, zip as one resource per member (default false).")
+        {
             $0.unzipResources = try $1.bool()
         },
         Setting("decorators.unzipGzip", "Expand gzip resources (default true, with unzipResources).") {
@@ -201,12 +202,15 @@ public struct ApplicationStorageConfiguration: Sendable {
             $0.options.versioning = try $1.bool()
         },
         Setting("s3.publicAccessBlock", "blocked (default), lifted, or unmanaged (left as the bucket has it).") {
-            $0.options.publicAccessBlock = try $1.choice(StorageOptions.PublicAccessBlock.allCases.map { ($0.rawValue, $0) })
+            $0.options.publicAccessBlock = try $1.choice(
+                StorageOptions.PublicAccessBlock.allCases.map { ($0.rawValue, $0) })
         },
         Setting("s3.lifecyclePolicy", "Lifecycle preset, e.g. archive-after-30-days (see Bucket set-up).") {
             $0.options.lifecyclePolicy = try $1.optionalString()
         },
-        Setting("s3.lifecycleRules", "Structured lifecycle: {transitions: [{days, storageClass}], expirationDays, ...}.") {
+        Setting(
+            "s3.lifecycleRules", "Structured lifecycle: {transitions: [{days, storageClass}], expirationDays, ...}."
+        ) {
             $0.options.lifecycleRules = try $1.decoded(LifecycleRules.self)
         },
         Setting("s3.encryption", "Default and object encryption: AES256 or aws:kms.") {
@@ -282,8 +286,9 @@ public struct ApplicationStorageConfiguration: Sendable {
                 let hint = closestName(to: name, among: settings.map(\.variable)).map { "; did you mean \($0)?" }
                 throw SpoolError(
                     .invalidConfiguration,
-                    "unknown environment variable \(name)" + (hint ?? "; the README lists every PIPELINE_STORAGE_ "
-                        + "variable"))
+                    "unknown environment variable \(name)"
+                        + (hint ?? "; the README lists every PIPELINE_STORAGE_ "
+                            + "variable"))
             }
             try setting.apply(&configuration, ConfigurationValue(raw: .string(value), source: name))
         }

@@ -48,7 +48,8 @@ struct ConfigurationValue {
             switch self {
             case .string(let value): text = "\"\(value)\""
             case .bool(let value): text = String(value)
-            case .number(let value): text = value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+            case .number(let value):
+                text = value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
             case .object: text = "an object"
             case .array: text = "a list"
             case .null: text = "null"

@@ -10,7 +10,8 @@ extension ApplicationStorageConfiguration {
         guard let bucket else {
             throw SpoolError(
                 .invalidConfiguration,
-                "no bucket: set 'bucket' in the configuration file or PIPELINE_STORAGE_BUCKET (type s3), or use type file")
+                "no bucket: set 'bucket' in the configuration file or PIPELINE_STORAGE_BUCKET (type s3), or use type file"
+            )
         }
         // BucketName.expand checks the name (with or without placeholders); only the hint of where to set the
         // environment is this loader's to give.

@@ -149,7 +149,8 @@ public final class CurlTransport: HTTPTransport {
             if badName || badValue {
                 throw S3Error.invalidRequest(
                     "header \(badName ? "name" : "value") of '\(badName ? "?" : name)' contains characters that are "
-                        + "not allowed in HTTP headers (CR, LF, NUL, or separators in a name); the request was not sent")
+                        + "not allowed in HTTP headers (CR, LF, NUL, or separators in a name); the request was not sent"
+                )
             }
         }
     }
@@ -179,7 +180,8 @@ public final class CurlTransport: HTTPTransport {
         let started = ContinuousClock.now
         let code = curl_easy_perform(easy.handle)
         if code != CURLE_OK {
-            throw transportError(code, easy: easy, context: context, request: request, elapsed: ContinuousClock.now - started,
+            throw transportError(
+                code, easy: easy, context: context, request: request, elapsed: ContinuousClock.now - started,
                 timeout: timeout)
         }
         var status = 0
@@ -257,7 +259,8 @@ public final class CurlTransport: HTTPTransport {
                 isRetryable: false)
         default:
             return S3Error(
-                status: 0, code: "ConnectionFailed", message: "request to \(host) failed: \(detail) (curl \(code.rawValue))",
+                status: 0, code: "ConnectionFailed",
+                message: "request to \(host) failed: \(detail) (curl \(code.rawValue))",
                 isRetryable: true)
         }
     }
@@ -348,7 +351,8 @@ final class CurlEasy: @unchecked Sendable {
         results.append(
             pipeline_curl_easy_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, options.connectTimeout.wholeMilliseconds))
         if let timeout {
-            results.append(pipeline_curl_easy_setopt_long(handle, CURLOPT_TIMEOUT_MS, max(1, timeout.wholeMilliseconds)))
+            results.append(
+                pipeline_curl_easy_setopt_long(handle, CURLOPT_TIMEOUT_MS, max(1, timeout.wholeMilliseconds)))
         }
         results.append(
             pipeline_curl_easy_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, options.lowSpeedLimitBytesPerSecond))
@@ -424,7 +428,8 @@ final class TransferContext: @unchecked Sendable {
             guard uploadDescriptor >= 0 else {
                 throw S3Error(
                     status: 0, code: "LocalIOError",
-                    message: "cannot read '\(path)' to send it: \(String(cString: strerror(errno)))", isRetryable: false)
+                    message: "cannot read '\(path)' to send it: \(String(cString: strerror(errno)))", isRetryable: false
+                )
             }
             var info = stat()
             if fstat(uploadDescriptor, &info) == 0, case .file(_, let offset, _) = request.body,

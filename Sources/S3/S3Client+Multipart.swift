@@ -133,7 +133,8 @@ extension S3Client {
         var query: [(name: String, value: String)] = [("uploadId", uploadID)]
         if let partNumberMarker { query.append(("part-number-marker", String(partNumberMarker))) }
         if let maxParts { query.append(("max-parts", String(maxParts))) }
-        let response = try await send(Operation(name: "ListParts", method: "GET", bucket: bucket, key: key, query: query))
+        let response = try await send(
+            Operation(name: "ListParts", method: "GET", bucket: bucket, key: key, query: query))
         let root = try parseXML(response, operation: "ListParts")
         let parts = try root.children("Part").map { part in
             guard let number = part.int("PartNumber"), (1...10_000).contains(number),
@@ -179,7 +180,9 @@ extension S3Client {
         var xml = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
         for part in parts.sorted(by: { $0.partNumber < $1.partNumber }) {
             xml += "<Part><PartNumber>\(part.partNumber)</PartNumber><ETag>\"\(XMLText.escape(part.etag))\"</ETag>"
-            if let checksum = part.checksumCRC32C { xml += "<ChecksumCRC32C>\(XMLText.escape(checksum))</ChecksumCRC32C>" }
+            if let checksum = part.checksumCRC32C {
+                xml += "<ChecksumCRC32C>\(XMLText.escape(checksum))</ChecksumCRC32C>"
+            }
             xml += "</Part>"
         }
         xml += "</CompleteMultipartUpload>"

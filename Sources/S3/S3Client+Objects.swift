@@ -155,7 +155,8 @@ public enum UserMetadata {
             let value = metadata[key]!
             guard (1...128).contains(key.utf8.count),
                 key.utf8.allSatisfy({
-                    (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0)
+                    (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0)
+                        || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0)
                         || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-")
                         || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".")
                 })

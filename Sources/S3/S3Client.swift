@@ -110,7 +110,8 @@ public final class S3Client: Sendable {
                     return response
                 }
                 if S3Error.clockSkewCodes.contains(failure.code), failure.code != "AuthFailure",
-                    let serverTime = response.header("date").flatMap(HTTPDate.parse), attempt < retryStrategy.maxAttempts
+                    let serverTime = response.header("date").flatMap(HTTPDate.parse),
+                    attempt < retryStrategy.maxAttempts
                 {
                     // Sign again with the server's idea of the time; no backoff, it was not the server's fault.
                     clockOffset.withLock { $0 = .seconds(serverTime.timeIntervalSince(Date())) }
@@ -250,17 +251,20 @@ package enum HTTPDate {
         else { return nil }
         let time = parts[4].split(separator: ":").compactMap { Int($0) }
         guard time.count == 3 else { return nil }
-        return Date(timeIntervalSince1970: TimeInterval(
-            daysSinceEpoch(year: year, month: month + 1, day: day) * 86400 + time[0] * 3600 + time[1] * 60 + time[2]))
+        return Date(
+            timeIntervalSince1970: TimeInterval(
+                daysSinceEpoch(year: year, month: month + 1, day: day) * 86400 + time[0] * 3600 + time[1] * 60 + time[2]
+            ))
     }
 
     /// ISO 8601 (`2026-11-24T16:00:00.000Z`), as S3's XML has it.
     static func parseISO8601(_ text: String) -> Date? {
         let digits = text.split(whereSeparator: { "-T:.Z".contains($0) }).compactMap { Int($0) }
         guard digits.count >= 6 else { return nil }
-        return Date(timeIntervalSince1970: TimeInterval(
-            daysSinceEpoch(year: digits[0], month: digits[1], day: digits[2]) * 86400 + digits[3] * 3600
-                + digits[4] * 60 + digits[5]))
+        return Date(
+            timeIntervalSince1970: TimeInterval(
+                daysSinceEpoch(year: digits[0], month: digits[1], day: digits[2]) * 86400 + digits[3] * 3600
+                    + digits[4] * 60 + digits[5]))
     }
 
     /// Days from 1970-01-01 to a civil date (Howard Hinnant's algorithm).

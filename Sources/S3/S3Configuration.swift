@@ -44,8 +44,9 @@ public struct S3Configuration: Sendable {
                 message: "no AWS region: pass a region, or set AWS_REGION (or AWS_DEFAULT_REGION)", isRetryable: false)
         }
         let resolvedEndpoint =
-            nonEmpty(endpoint) ?? nonEmpty(environment["AWS_ENDPOINT_URL_S3"]) ?? nonEmpty(environment["AWS_ENDPOINT_URL"])
-        var configuration = S3Configuration(region: resolvedRegion, endpoint: resolvedEndpoint)
+            nonEmpty(endpoint) ?? nonEmpty(environment["AWS_ENDPOINT_URL_S3"])
+            ?? nonEmpty(environment["AWS_ENDPOINT_URL"])
+        let configuration = S3Configuration(region: resolvedRegion, endpoint: resolvedEndpoint)
         if let resolvedEndpoint { _ = try configuration.parsedEndpoint(resolvedEndpoint) }
         return configuration
     }

@@ -108,7 +108,10 @@ extension SpoolStore {
                                fencing_token = ?, claimed_at = ?, updated_at = ?
                         WHERE id = ?
                         """,
-                        [.text(owner), .integer(leaseUntil), .integer(token), .integer(now), .integer(now), .integer(id)])
+                        [
+                            .text(owner), .integer(leaseUntil), .integer(token), .integer(now), .integer(now),
+                            .integer(id),
+                        ])
                     var detail = ["owner": owner, "token": String(token)]
                     if let reclaimedFrom {
                         detail["reclaimed_from"] = reclaimedFrom
@@ -227,7 +230,10 @@ extension SpoolStore {
                 INSERT OR IGNORE INTO multipart_uploads (upload_id, destination_id, object_key, resource_id, created_at)
                 VALUES (?, ?, ?, ?, ?)
                 """,
-                [.text(uploadID), .integer(resource.destinationID), .text(resource.objectKey), .integer(id), .integer(now)])
+                [
+                    .text(uploadID), .integer(resource.destinationID), .text(resource.objectKey), .integer(id),
+                    .integer(now),
+                ])
         }
     }
 
@@ -235,7 +241,7 @@ extension SpoolStore {
     ///
     /// - Throws: `SpoolError.leaseLost`.
     public func recordPart(id: Int64, token: Int64, part: PartRecord) async throws {
-        try await guardedWrite(id: id, token: token, what: "record part \(part.partNumber)") { connection, _ in
+        _ = try await guardedWrite(id: id, token: token, what: "record part \(part.partNumber)") { connection, _ in
             try connection.execute(
                 """
                 INSERT OR REPLACE INTO resource_parts (resource_id, upload_id, part_number, size, etag, checksum_crc32c,
@@ -435,7 +441,7 @@ extension SpoolStore {
 
     /// Makes every paused destination due for a probe now (a drainer starting: its configuration may be fixed).
     public func recheckPausedDestinations() async throws {
-        try await database.run { connection in
+        _ = try await database.run { connection in
             try connection.execute(
                 "UPDATE destinations SET paused_next_check_at = 0 WHERE paused_at IS NOT NULL")
         }
@@ -465,8 +471,10 @@ extension SpoolStore {
                 UPDATE resources SET payload_storage = 'inline', size = ?, sha256 = ?, crc32c = ?, updated_at = ?
                 WHERE id = ?
                 """,
-                [.integer(Int64(bytes.count)), .text(digest.sha256), .integer(Int64(digest.crc32c)), .integer(now),
-                 .integer(id)])
+                [
+                    .integer(Int64(bytes.count)), .text(digest.sha256), .integer(Int64(digest.crc32c)), .integer(now),
+                    .integer(id),
+                ])
             try connection.execute(
                 "INSERT OR REPLACE INTO payloads (resource_id, bytes) VALUES (?, ?)", [.integer(id), .blob(bytes)])
             return bytes
@@ -478,8 +486,9 @@ extension SpoolStore {
     /// - Throws: `SpoolError.corrupt` when it is missing.
     public func inlinePayload(id: Int64) async throws -> [UInt8] {
         try await database.run { connection in
-            guard let bytes = try connection.queryFirst(
-                "SELECT bytes FROM payloads WHERE resource_id = ?", [.integer(id)], { $0.blob(0) })
+            guard
+                let bytes = try connection.queryFirst(
+                    "SELECT bytes FROM payloads WHERE resource_id = ?", [.integer(id)], { $0.blob(0) })
             else { throw SpoolError(.corrupt, "resource \(id) is stored inline but its bytes are missing") }
             return bytes
         }
@@ -532,9 +541,11 @@ extension SpoolStore {
     public func orphanPayloadFiles(minimumAge: Duration) async throws -> [String] {
         let root = layout.root
         let referenced = try await database.run { connection in
-            Set(try connection.query(
-                "SELECT payload_path FROM resources WHERE payload_storage = 'file' AND payload_path IS NOT NULL", [],
-                { $0.text(0) }))
+            Set(
+                try connection.query(
+                    "SELECT payload_path FROM resources WHERE payload_storage = 'file' AND payload_path IS NOT NULL",
+                    [],
+                    { $0.text(0) }))
         }
         let cutoff = clock.nowMilliseconds() - minimumAge.milliseconds
         return try await BlockingIO.run {

@@ -221,7 +221,9 @@ public struct StorageOptions: Sendable, Hashable, Codable {
         }
         if let awsProfile,
             awsProfile.isEmpty || awsProfile.count > 128
-                || awsProfile.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value >= 0x7F || "[]".unicodeScalars.contains($0) })
+                || awsProfile.unicodeScalars.contains(where: {
+                    $0.value <= 0x20 || $0.value >= 0x7F || "[]".unicodeScalars.contains($0)
+                })
         {
             throw reject("aws.profile '\(awsProfile)' is not a profile name (printable ASCII, no spaces or brackets)")
         }

@@ -41,7 +41,9 @@ struct FillCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await runReportingErrors(tool: "spool-bench") {
-            guard bundleSize > 0, writers > 0 else { throw ValidationError("--bundle-size and --writers must be positive") }
+            guard bundleSize > 0, writers > 0 else {
+                throw ValidationError("--bundle-size and --writers must be positive")
+            }
             let names = try FileManager.default.contentsOfDirectory(atPath: from).sorted().filter { name in
                 var isDirectory: ObjCBool = false
                 return FileManager.default.fileExists(atPath: from + "/" + name, isDirectory: &isDirectory)
@@ -61,7 +63,8 @@ struct FillCommand: AsyncParsableCommand {
                         for writer in 0..<writers {
                             tasks.addTask {
                                 var written: Int64 = 0
-                                for name in group.enumerated().filter({ $0.offset % writers == writer }).map(\.element) {
+                                for name in group.enumerated().filter({ $0.offset % writers == writer }).map(\.element)
+                                {
                                     let url = URL(fileURLWithPath: from + "/" + name)
                                     written += try await bundle.writeResource(
                                         url: "file://bench/" + name, contentType: "application/octet-stream",

@@ -47,7 +47,9 @@ struct ServerCeilingCommand: AsyncParsableCommand {
             guard let objectBytes = Units.parseBytes(size), objectBytes <= 1 << 30 else {
                 throw ValidationError("--size must be a size up to 1GiB, e.g. 4KiB or 64MiB")
             }
-            guard count > 0, concurrency > 0 else { throw ValidationError("--count and --concurrency must be positive") }
+            guard count > 0, concurrency > 0 else {
+                throw ValidationError("--count and --concurrency must be positive")
+            }
             let client = S3Client(
                 configuration: try S3Configuration.resolve(), credentials: EnvironmentCredentialsProvider())
             var generator = SplitMix64(seed: 42)

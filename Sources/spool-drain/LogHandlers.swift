@@ -40,7 +40,8 @@ struct StandardErrorLogHandler: LogHandler {
         case .json:
             var object: [String: Any] = ["time": time, "level": level.rawValue, "message": message.description]
             for (key, value) in merged { object[key] = "\(value)" }
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+            let data =
+                (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
                 ?? Data()
             text = String(decoding: data, as: UTF8.self)
         case .text:

@@ -98,7 +98,8 @@ struct SpoolDrain: AsyncParsableCommand {
             throw ValidationError("--log-format must be json or text")
         }
         guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level '\(logLevel)' is not a level: trace, debug, info, notice, warning, error")
+            throw ValidationError(
+                "--log-level '\(logLevel)' is not a level: trace, debug, info, notice, warning, error")
         }
         if once && untilDone { throw ValidationError("give --once or --until-done, not both") }
         if let caBundle, !FileManager.default.isReadableFile(atPath: caBundle) {
@@ -138,7 +139,9 @@ struct SpoolDrain: AsyncParsableCommand {
             defer { signals.cancel() }
             logger.info(
                 "drainer started",
-                metadata: ["spool": "\(spool.layout.root)", "owner": "\(drainer.owner)", "concurrency": "\(concurrency)"])
+                metadata: [
+                    "spool": "\(spool.layout.root)", "owner": "\(drainer.owner)", "concurrency": "\(concurrency)",
+                ])
             let showProgress = progress ?? Terminal.standardErrorIsTerminal
             let progressReporter = showProgress ? Task { await Self.reportProgress(drainer, spool: spool) } : nil
             let outcome: Result<DrainProgress, any Error>
@@ -156,7 +159,8 @@ struct SpoolDrain: AsyncParsableCommand {
             logger.info(
                 "drainer stopped",
                 metadata: [
-                    "delivered": "\(result.delivered)", "bytes": "\(result.deliveredBytes)", "failed": "\(result.failed)",
+                    "delivered": "\(result.delivered)", "bytes": "\(result.deliveredBytes)",
+                    "failed": "\(result.failed)",
                     "retries": "\(result.retriesScheduled)", "pauses": "\(result.pauses)",
                     "leases_lost": "\(result.leasesLost)",
                 ])
@@ -171,7 +175,8 @@ struct SpoolDrain: AsyncParsableCommand {
             let status = try? await spool.status()
             let pending = status?.resources.first { $0.state == "pending" }
             let elapsed = max(0.001, Double((ContinuousClock.now - started).components.seconds))
-            var text = "delivered \(progress.delivered) (\(Units.bytes(progress.deliveredBytes)), "
+            var text =
+                "delivered \(progress.delivered) (\(Units.bytes(progress.deliveredBytes)), "
                 + "\(Units.bytes(Int64(Double(progress.deliveredBytes) / elapsed)))/s) · in flight \(progress.inFlight)"
             if let pending { text += " · pending \(pending.count) (\(Units.bytes(pending.bytes)))" }
             if progress.retriesScheduled > 0 { text += " · retries \(progress.retriesScheduled)" }

@@ -42,7 +42,10 @@ struct SecretLeakTests {
                     refused.stderr.contains(expectedCode),
                     "the failing drain should have logged \(expectedCode): \(refused.stderr.suffix(2000))")
                 outputs.append(
-                    ("metrics after the refused drain", (try? String(contentsOfFile: metricsFile, encoding: .utf8)) ?? ""))
+                    (
+                        "metrics after the refused drain",
+                        (try? String(contentsOfFile: metricsFile, encoding: .utf8)) ?? ""
+                    ))
             }
 
             // 2. The right secret: everything is delivered.
@@ -68,7 +71,8 @@ struct SecretLeakTests {
                     environment: scenario.drainerEnvironment)
                 outputs.append(("spool-inspect \(arguments.joined(separator: " "))", result.stdout + result.stderr))
             }
-            #expect(outputs.contains { $0.name == "spool-inspect audit --json" && $0.text.contains("resource.delivered") })
+            #expect(
+                outputs.contains { $0.name == "spool-inspect audit --json" && $0.text.contains("resource.delivered") })
 
             // 4. The spool's own files: the index, its WAL, everything under the directory.
             outputs += Self.spoolFiles(scenario.spoolDirectory)
@@ -120,7 +124,8 @@ struct SecretLeakTests {
             try await verifyDeliveredExactlyOnce(scenario)
             #expect(drained.stderr.contains("credentials resolved"), "the chain says which provider answered")
             var outputs = [("drain log", drained.stderr), ("drain stdout", drained.stdout)]
-            outputs.append(("metrics", (try? String(contentsOfFile: directory + "/metrics.prom", encoding: .utf8)) ?? ""))
+            outputs.append(
+                ("metrics", (try? String(contentsOfFile: directory + "/metrics.prom", encoding: .utf8)) ?? ""))
             let audit = try await runTool("spool-inspect", ["audit", "--json", "--spool", scenario.spoolDirectory])
             outputs.append(("audit", audit.stdout + audit.stderr))
             outputs += Self.spoolFiles(scenario.spoolDirectory)

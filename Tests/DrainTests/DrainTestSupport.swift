@@ -137,7 +137,8 @@ struct TestDirectory {
     var data: String { spool + "/data" }
 
     init() throws {
-        path = FileManager.default.temporaryDirectory
+        path =
+            FileManager.default.temporaryDirectory
             .appendingPathComponent("drain-tests-\(UUID().uuidString)", isDirectory: true).path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
@@ -323,7 +324,9 @@ extension SpoolStatus {
 
 /// Wraps a store: counts calls, and lets a test fail or delay any of them.
 final class InstrumentedStore: ObjectStore {
-    enum Call: String, Sendable { case put, head, createUpload, uploadPart, listParts, completeUpload, abortUpload, listUploads }
+    enum Call: String, Sendable {
+        case put, head, createUpload, uploadPart, listParts, completeUpload, abortUpload, listUploads
+    }
 
     let base: any ObjectStore
     /// Called before each call is passed on; throw to fail it.

@@ -79,7 +79,8 @@ enum Scenario {
 
 @Suite("Delivery end to end: 200 resources in 10 bundles, 0 B to 40 MiB")
 struct EndToEndDeliveryTests {
-    @Test("Every resource arrives exactly once with its bytes and metadata, _bundle.json last; the spool is emptied",
+    @Test(
+        "Every resource arrives exactly once with its bytes and metadata, _bundle.json last; the spool is emptied",
         arguments: DeliveryTarget.allCases)
     func deliversTheWholeScenario(target: DeliveryTarget) async throws {
         #expect(Scenario.totalBytes < 100 << 20)
@@ -169,7 +170,9 @@ struct EndToEndDeliveryTests {
             switch target {
             case .directory:
                 let listed = filesUnder(directory.target)
-                #expect(listed.count == 210, "no leftovers beside the objects: \(listed.filter { !expectedKeys.contains($0) })")
+                #expect(
+                    listed.count == 210,
+                    "no leftovers beside the objects: \(listed.filter { !expectedKeys.contains($0) })")
                 #expect(Set(listed) == expectedKeys)
                 let root = directory.target
                 fetch = { key in try readFile(root + "/" + key) }
@@ -248,7 +251,8 @@ struct EndToEndDeliveryTests {
                     #expect(head.metadata["seq"] == String(resource.spooled.seq))
                     #expect(head.metadata["status-code"] == String(resource.statusCode))
                     #expect(head.metadata["spooled-at"] == BundleManifest.isoTimestamp(resource.spooled.spooledAt))
-                    let expectedURL = resource.url.contains("café")
+                    let expectedURL =
+                        resource.url.contains("café")
                         ? resource.url.replacingOccurrences(of: "é", with: "%C3%A9")
                             .replacingOccurrences(of: "ü", with: "%C3%BC")
                         : resource.url

@@ -11,7 +11,9 @@ import Testing
 struct FailureHandlingTests {
     // MARK: Conflicts and lost answers
 
-    @Test("A different object at a key: failed with 'conflict', the object untouched, the rest delivered; the same object (a lost answer): done, no second version", arguments: DeliveryTarget.allCases)
+    @Test(
+        "A different object at a key: failed with 'conflict', the object untouched, the rest delivered; the same object (a lost answer): done, no second version",
+        arguments: DeliveryTarget.allCases)
     func takenKeys(target: DeliveryTarget) async throws {
         try await withTestDirectory { directory in
             let fixture = try await TargetFixture.make(target, in: directory)
@@ -76,7 +78,9 @@ struct FailureHandlingTests {
             #expect(try await fixture.object(ObjectKey.manifest(prefix: "data/", bundleID: "clash")) == nil)
 
             // The lost answers: done, with the version that was already there, and no second version.
-            for (resource, bytes, version) in [(lost[0], small[0], lostSmallVersion), (lost[1], large, lostLargeVersion)] {
+            for (resource, bytes, version) in [
+                (lost[0], small[0], lostSmallVersion), (lost[1], large, lostLargeVersion),
+            ] {
                 let row = try await fixture.spool.row(resource.id)
                 #expect(row.state == .done)
                 #expect(row.attempts == 0)
@@ -85,7 +89,10 @@ struct FailureHandlingTests {
                 #expect(versions.count == 1, "no second version")
                 if let version { #expect(row.versionID == version) }
                 let events = try await fixture.spool.resourceDetail(resource.id).events
-                #expect(events.contains { $0.action == "resource.delivered" && $0.detail["note"]?.contains("already") == true })
+                #expect(
+                    events.contains {
+                        $0.action == "resource.delivered" && $0.detail["note"]?.contains("already") == true
+                    })
             }
             #expect(try await fixture.spool.bundle("lost")?.state == .delivered)
             #expect(try await fixture.object(ObjectKey.manifest(prefix: "data/", bundleID: "lost")) != nil)
@@ -98,7 +105,8 @@ struct FailureHandlingTests {
 
     // MARK: Corrupt payloads
 
-    @Test("A payload changed on disk (file or inline) never becomes an object: failed with 'corrupt-payload' (a multipart upload of it aborted before completion), no _bundle.json",
+    @Test(
+        "A payload changed on disk (file or inline) never becomes an object: failed with 'corrupt-payload' (a multipart upload of it aborted before completion), no _bundle.json",
         arguments: DeliveryTarget.allCases)
     func corruptPayloads(target: DeliveryTarget) async throws {
         try await withTestDirectory { directory in
@@ -178,7 +186,9 @@ struct FailureHandlingTests {
         }
     }
 
-    @Test("A multipart payload damaged after spooling: cut short, it fails before anything is sent; a flipped byte in its last part is found from the parts' checksums and the upload aborted, never completed")
+    @Test(
+        "A multipart payload damaged after spooling: cut short, it fails before anything is sent; a flipped byte in its last part is found from the parts' checksums and the upload aborted, never completed"
+    )
     func damagedMultipartPayloads() async throws {
         try await withTestDirectory { directory in
             let fixture = try await TargetFixture.make(.versionedBucket, in: directory)
@@ -238,7 +248,9 @@ struct FailureHandlingTests {
 
     // MARK: Retries
 
-    @Test("Transient failures: retried with backoff until delivered (attempts recorded), or failed after maxRetries with the last error kept; a permanent error fails at once")
+    @Test(
+        "Transient failures: retried with backoff until delivered (attempts recorded), or failed after maxRetries with the last error kept; a permanent error fails at once"
+    )
     func retriesWithBackoff() async throws {
         try await withTestDirectory { directory in
             // Two destinations in one spool, with their own retry budgets.

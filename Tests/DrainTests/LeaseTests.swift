@@ -22,7 +22,9 @@ struct LeaseTests {
         }
     }
 
-    @Test("An expired lease is reclaimed with a new token; the old token can record nothing; the manifest waits for every resource")
+    @Test(
+        "An expired lease is reclaimed with a new token; the old token can record nothing; the manifest waits for every resource"
+    )
     func fencing() async throws {
         try await withTestDirectory { directory in
             // Time is moved by hand, not slept through: a loaded machine must not expire a lease early.

@@ -9,7 +9,9 @@ import Testing
 
 @Suite("Lost answers and conditional-write collisions on S3")
 struct LostAnswerTests {
-    @Test("A PutObject or CompleteMultipartUpload that succeeded but whose answer was lost: the retry finds our object and records done, one version")
+    @Test(
+        "A PutObject or CompleteMultipartUpload that succeeded but whose answer was lost: the retry finds our object and records done, one version"
+    )
     func lostAnswers() async throws {
         try await withTestDirectory { directory in
             let fixture = try await TargetFixture.make(.versionedBucket, in: directory)
@@ -36,7 +38,9 @@ struct LostAnswerTests {
                 var supportsMultipart: Bool { base.supportsMultipart }
                 func loseFirstAnswer(_ what: String) throws {
                     let first = lost.update { $0.insert(what).inserted }
-                    if first { throw ObjectStoreError(.transient, code: "ConnectionReset", message: "answer lost (test)") }
+                    if first {
+                        throw ObjectStoreError(.transient, code: "ConnectionReset", message: "answer lost (test)")
+                    }
                 }
                 func put(_ object: ObjectWrite) async throws -> StoredObject {
                     calls.update { $0.append("put " + object.key) }
@@ -108,7 +112,8 @@ struct LostAnswerTests {
         }
     }
 
-    @Test("409 ConditionalRequestConflict on CompleteMultipartUpload: that upload is aborted, the retry makes a new one")
+    @Test(
+        "409 ConditionalRequestConflict on CompleteMultipartUpload: that upload is aborted, the retry makes a new one")
     func conditionalConflict() async throws {
         try await withTestDirectory { directory in
             let fixture = try await TargetFixture.make(.versionedBucket, in: directory)
@@ -125,10 +130,12 @@ struct LostAnswerTests {
                 fixture.spool,
                 fixture.resolve { base in
                     let instrumented = InstrumentedStore(base) { call, _, _ in
-                        guard call == .completeUpload, collided.update({ flag -> Bool in
-                            defer { flag = true }
-                            return !flag
-                        }) else { return }
+                        guard call == .completeUpload,
+                            collided.update({ flag -> Bool in
+                                defer { flag = true }
+                                return !flag
+                            })
+                        else { return }
                         throw ObjectStoreError(
                             .conflict, code: "ConditionalRequestConflict", message: "a concurrent write (test)")
                     }

@@ -704,7 +704,8 @@ struct MetricsTests {
             AWSCredentials(accessKeyID: server.accessKeyID, secretAccessKey: server.secretAccessKey))
         options.cloudWatch = CloudWatchOptions(
             region: server.region, dimensions: [.init("Host", "test-host")],
-            makeClient: { region in try CloudWatchClient(region: region, endpoint: endpoint, credentials: credentials) })
+            makeClient: { region in try CloudWatchClient(region: region, endpoint: endpoint, credentials: credentials) }
+        )
         return options
     }
 
@@ -740,7 +741,9 @@ struct MetricsTests {
         }
     }
 
-    @Test("Stopping the reporter while a PutMetricData is under way lets it finish: the last publication does not send that interval again")
+    @Test(
+        "Stopping the reporter while a PutMetricData is under way lets it finish: the last publication does not send that interval again"
+    )
     func stopDuringPublication() async throws {
         let server = try await LocalS3.shared.server()
         let proxy = try await LocalS3.shared.newFaultProxy()

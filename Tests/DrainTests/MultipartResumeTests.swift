@@ -24,7 +24,8 @@ enum InterruptedUpload: String, CaseIterable, Sendable, CustomTestStringConverti
 
 @Suite("Multipart uploads resume where they stopped")
 struct MultipartResumeTests {
-    @Test("A drainer stopped after 2 of 4 parts; the next one sends only what is missing (checking the whole CRC32C with the held parts' recorded or re-read checksums), or starts afresh on NoSuchUpload",
+    @Test(
+        "A drainer stopped after 2 of 4 parts; the next one sends only what is missing (checking the whole CRC32C with the held parts' recorded or re-read checksums), or starts afresh on NoSuchUpload",
         arguments: InterruptedUpload.allCases)
     func resume(scenario: InterruptedUpload) async throws {
         try await withTestDirectory { directory in

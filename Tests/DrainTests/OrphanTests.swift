@@ -9,7 +9,9 @@ import Testing
 
 @Suite("Orphans: payload files and multipart uploads no row references")
 struct OrphanTests {
-    @Test("A drainer removes old unreferenced payload files and aborts recorded uploads no resource references; young files, referenced files and uploads it never started stay")
+    @Test(
+        "A drainer removes old unreferenced payload files and aborts recorded uploads no resource references; young files, referenced files and uploads it never started stay"
+    )
     func sweep() async throws {
         try await withTestDirectory { directory in
             let fixture = try await TargetFixture.make(.versionedBucket, in: directory)

@@ -7,7 +7,9 @@ import Testing
 @Suite("Part digests: up to four equal parts hashed side by side, each part's task gets its own digest")
 struct PartDigestsTests {
     /// A payload file of `size` bytes and its parts of `partSize`.
-    func payload(_ directory: TestDirectory, size: Int, partSize: Int64) throws -> (path: String, bytes: [UInt8], parts: [PartPlan]) {
+    func payload(_ directory: TestDirectory, size: Int, partSize: Int64) throws -> (
+        path: String, bytes: [UInt8], parts: [PartPlan]
+    ) {
         try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true)
         let path = directory.path + "/payload"
         let bytes = content(size: size, seed: 4242)

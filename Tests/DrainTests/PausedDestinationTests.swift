@@ -126,7 +126,8 @@ struct PausedDestinationTests {
             ) {
                 let objects = try await client.listAllObjects(bucket: bucket)
                 #expect(objects.isEmpty, "nothing got through while paused")
-                credentials.set(AWSCredentials(accessKeyID: server.accessKeyID, secretAccessKey: server.secretAccessKey))
+                credentials.set(
+                    AWSCredentials(accessKeyID: server.accessKeyID, secretAccessKey: server.secretAccessKey))
             }
             let objects = try await client.listAllObjects(bucket: bucket, prefix: "p/")
             #expect(objects.count == spooled.count + 1)

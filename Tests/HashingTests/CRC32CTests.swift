@@ -96,7 +96,9 @@ import Testing
         #expect(CRC32C.combine(0, hello, secondLength: 11) == hello)
     }
 
-    @Test("Part checksums folded with append(checksum:length:) equal one pass over the file, as a multipart upload uses them")
+    @Test(
+        "Part checksums folded with append(checksum:length:) equal one pass over the file, as a multipart upload uses them"
+    )
     func partsFoldIntoTheWholeChecksum() {
         var generator = SeededGenerator(seed: 0xC0B2)
         let data = randomBytes(3 << 20 | 12_345, using: &generator)
@@ -138,9 +140,11 @@ import Testing
     @Test("base64BigEndian round-trips; anything but base64 of four bytes is refused")
     func parsesTheHeaderForm() {
         var generator = SeededGenerator(seed: 0xC0B4)
-        for value in [0, 1, 0xFFFF_FFFF, 0xC994_65AA, 0xE306_9283] + (0..<200).map({ _ in
-            UInt32.random(in: .min ... .max, using: &generator)
-        }) {
+        for value in [0, 1, 0xFFFF_FFFF, 0xC994_65AA, 0xE306_9283]
+            + (0..<200).map({ _ in
+                UInt32.random(in: .min ... .max, using: &generator)
+            })
+        {
             let text = CRC32C(resuming: value).base64BigEndian
             #expect(CRC32C(base64BigEndian: text)?.value == value, "\(text)")
         }

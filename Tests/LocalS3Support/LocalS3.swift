@@ -140,7 +140,8 @@ actor LocalS3 {
     /// Ends with the process.
     func newCredentialServer() async throws -> CredentialServer {
         let directory = try Self.makeRunDirectory("credserver")
-        let started = try await Self.startTool("credserver.py", [], name: "credserver", marker: "credserver", in: directory)
+        let started = try await Self.startTool(
+            "credserver.py", [], name: "credserver", marker: "credserver", in: directory)
         return CredentialServer(endpoint: "http://127.0.0.1:\(started.port)", logPath: started.logPath)
     }
 
@@ -663,7 +664,9 @@ struct CredentialServer: Sendable {
         let result = try await LocalS3.httpRequest(
             "POST", "\(endpoint)/__credserver/config", headers: ["Content-Type": "application/json"],
             body: Array(try JSONEncoder().encode(settings)), timeout: .seconds(10))
-        guard result.status == 200 else { throw LocalS3Error("credserver config: HTTP \(result.status): \(result.text)") }
+        guard result.status == 200 else {
+            throw LocalS3Error("credserver config: HTTP \(result.status): \(result.text)")
+        }
     }
 
     func stats() async throws -> Stats {

@@ -131,10 +131,16 @@ import Testing
     static let mistakes: [(file: String?, environment: [String: String], mentions: [String])] = [
         (#"{"s3": {"maxRetry": 3}}"#, [:], ["unknown key 's3.maxRetry'", "did you mean 's3.maxRetries'"]),
         (#"{"bukcet": "x"}"#, [:], ["unknown key 'bukcet'", "did you mean 'bucket'"]),
-        (nil, ["PIPELINE_STORAGE_S3_MAX_RETRY": "3"], ["PIPELINE_STORAGE_S3_MAX_RETRY", "PIPELINE_STORAGE_S3_MAX_RETRIES"]),
+        (
+            nil, ["PIPELINE_STORAGE_S3_MAX_RETRY": "3"],
+            ["PIPELINE_STORAGE_S3_MAX_RETRY", "PIPELINE_STORAGE_S3_MAX_RETRIES"]
+        ),
         (#"{"s3": {"createBucket": "maybe"}}"#, [:], ["s3.createBucket", "\"maybe\"", "true or false"]),
         (#"{"s3": {"createBucket": 1}}"#, [:], ["s3.createBucket", "true or false"]),
-        (nil, ["PIPELINE_STORAGE_S3_MAX_RETRIES": "lots"], ["PIPELINE_STORAGE_S3_MAX_RETRIES", "lots", "whole number"]),
+        (
+            nil, ["PIPELINE_STORAGE_S3_MAX_RETRIES": "lots"],
+            ["PIPELINE_STORAGE_S3_MAX_RETRIES", "lots", "whole number"]
+        ),
         (#"{"s3": {"maxConcurrentUploads": 100}}"#, [:], ["s3.maxConcurrentUploads", "100", "1...64"]),
         (#"{"s3": {"multipartChunkSize": "1MiB"}}"#, [:], ["multipartChunkSize", "5 MiB"]),
         (#"{"s3": {"multipartThreshold": "big"}}"#, [:], ["s3.multipartThreshold", "64MiB"]),
@@ -154,7 +160,10 @@ import Testing
         (#"{"s3": {"publicAccessBlock": "open"}}"#, [:], ["s3.publicAccessBlock", "blocked, lifted, unmanaged"]),
         (#"{"s3": {"lifecycleRules": {"transitions": [{"days": 0, "storageClass": "GLACIER"}]}}}"#, [:], ["days"]),
         (#"{"s3": {"lifecycleRules": {"transitions": "soon"}}}"#, [:], ["s3.lifecycleRules"]),
-        (#"{"s3": {"lifecyclePolicy": "archive-after-30-days", "lifecycleRules": {"expirationDays": 9}}}"#, [:], ["both"]),
+        (
+            #"{"s3": {"lifecyclePolicy": "archive-after-30-days", "lifecycleRules": {"expirationDays": 9}}}"#, [:],
+            ["both"]
+        ),
         (#"{"bucket": "oc-{env}", "environment": "prod"}"#, [:], ["{env}"]),
         (#"{"decorators": {"unzipMaxCompressionRatio": 0}}"#, [:], ["decorators.unzipMaxCompressionRatio"]),
         (#"{"decorators": {"bundleArchiveName": "../x.zip"}}"#, [:], ["../x.zip"]),
@@ -188,26 +197,36 @@ import Testing
             await expectSpoolError(.invalidConfiguration, mentioning: ["Prod_Env", "lowercase"]) {
                 _ = try configureApplicationStorage(
                     environment: spool.merging([
-                        "PIPELINE_STORAGE_BUCKET": "oc-fetcher-{environment}", "PIPELINE_STORAGE_ENVIRONMENT": "Prod_Env",
+                        "PIPELINE_STORAGE_BUCKET": "oc-fetcher-{environment}",
+                        "PIPELINE_STORAGE_ENVIRONMENT": "Prod_Env",
                     ]) { $1 })
             }
             await expectSpoolError(.invalidConfiguration, mentioning: ["type is file", "PIPELINE_STORAGE_DIRECTORY"]) {
-                _ = try configureApplicationStorage(environment: spool.merging(["PIPELINE_STORAGE_TYPE": "file"]) { $1 })
+                _ = try configureApplicationStorage(
+                    environment: spool.merging(["PIPELINE_STORAGE_TYPE": "file"]) { $1 })
             }
-            await expectSpoolError(.invalidConfiguration, mentioning: [directory + "/missing.json", "PIPELINE_STORAGE_CONFIG"]) {
+            await expectSpoolError(
+                .invalidConfiguration, mentioning: [directory + "/missing.json", "PIPELINE_STORAGE_CONFIG"]
+            ) {
                 _ = try configureApplicationStorage(environment: spool, configFile: directory + "/missing.json")
             }
             await expectSpoolError(
-                .invalidConfiguration, mentioning: ["http://s3.internal.example:9000", "plain HTTP", "allowInsecureHTTP"]
+                .invalidConfiguration,
+                mentioning: ["http://s3.internal.example:9000", "plain HTTP", "allowInsecureHTTP"]
             ) {
                 _ = try configureApplicationStorage(
                     environment: spool.merging([
-                        "PIPELINE_STORAGE_BUCKET": "b-1", "PIPELINE_STORAGE_ENDPOINT": "http://s3.internal.example:9000",
+                        "PIPELINE_STORAGE_BUCKET": "b-1",
+                        "PIPELINE_STORAGE_ENDPOINT": "http://s3.internal.example:9000",
                     ]) { $1 })
             }
-            #expect(!FileManager.default.fileExists(atPath: directory + "/spool"), "no spool made from a bad configuration")
+            #expect(
+                !FileManager.default.fileExists(atPath: directory + "/spool"), "no spool made from a bad configuration")
             // Loopback needs nothing; a remote host over plain HTTP needs the explicit switch.
-            for (endpoint, allow) in [("http://127.0.0.1:9000", "false"), ("http://[::1]:9000", "false"), ("http://s3.internal.example", "true")] {
+            for (endpoint, allow) in [
+                ("http://127.0.0.1:9000", "false"), ("http://[::1]:9000", "false"),
+                ("http://s3.internal.example", "true"),
+            ] {
                 _ = try configureApplicationStorage(
                     environment: spool.merging([
                         "PIPELINE_STORAGE_BUCKET": "b-1", "PIPELINE_STORAGE_ENDPOINT": endpoint,
@@ -254,8 +273,12 @@ import Testing
     }
 
     @Test func booleansSizesAndDurationsAcceptTheUsualSpellings() throws {
-        for (text, expected) in [("true", true), ("YES", true), ("on", true), ("1", true), ("false", false), ("no", false), ("0", false)] {
-            let configuration = try ApplicationStorageConfiguration.load(environment: ["PIPELINE_STORAGE_S3_CREATE_BUCKET": text])
+        for (text, expected) in [
+            ("true", true), ("YES", true), ("on", true), ("1", true), ("false", false), ("no", false), ("0", false),
+        ] {
+            let configuration = try ApplicationStorageConfiguration.load(environment: [
+                "PIPELINE_STORAGE_S3_CREATE_BUCKET": text
+            ])
             #expect(configuration.options.createBucket == expected, "\(text)")
         }
         let sized = try ApplicationStorageConfiguration.load(environment: [

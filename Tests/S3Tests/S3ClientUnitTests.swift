@@ -100,7 +100,8 @@ struct S3ClientBehaviourTests {
 
     @Test("An S3 XML error is decoded: status, code, message, request id; 4xx is not retried")
     func decodesErrors() async throws {
-        let body = "<Error><Code>NoSuchBucket</Code><Message>The bucket does not exist</Message>"
+        let body =
+            "<Error><Code>NoSuchBucket</Code><Message>The bucket does not exist</Message>"
             + "<RequestId>REQ123</RequestId><HostId>HOST</HostId></Error>"
         let transport = ScriptedTransport([.respond(ScriptedTransport.response(404, body: body))])
         let client = makeClient(transport)
@@ -146,7 +147,8 @@ struct S3ClientBehaviourTests {
     @Test("Attempts stop at maxAttempts; the last error is thrown")
     func stopsAtMaxAttempts() async throws {
         let transport = ScriptedTransport(
-            Array(repeating: .respond(ScriptedTransport.response(500, body: "<Error><Code>InternalError</Code></Error>")),
+            Array(
+                repeating: .respond(ScriptedTransport.response(500, body: "<Error><Code>InternalError</Code></Error>")),
                 count: 5))
         let client = makeClient(transport, maxAttempts: 3)
         let error = try await #require(throws: S3Error.self) {
@@ -196,7 +198,8 @@ struct S3ClientBehaviourTests {
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
         let skewed = "<Error><Code>RequestTimeTooSkewed</Code><Message>too skewed</Message></Error>"
         let transport = ScriptedTransport([
-            .respond(ScriptedTransport.response(403, body: skewed, headers: [("Date", formatter.string(from: serverTime))])),
+            .respond(
+                ScriptedTransport.response(403, body: skewed, headers: [("Date", formatter.string(from: serverTime))])),
             .respond(ScriptedTransport.response(200)),
         ])
         let client = makeClient(transport)
@@ -227,9 +230,11 @@ struct S3ClientBehaviourTests {
             bucket: "bkt", key: "k", uploadID: "u", parts: [UploadedPart(partNumber: 1, etag: "p1", size: 5)])
         #expect(output.etag == "final")
         #expect(transport.requests.count == 2)  // the error in the 200 was retried (InternalError)
-        let sent = String(decoding: try #require(transport.requests.first.flatMap {
-            if case .bytes(let bytes) = $0.body { bytes } else { nil }
-        }), as: UTF8.self)
+        let sent = String(
+            decoding: try #require(
+                transport.requests.first.flatMap {
+                    if case .bytes(let bytes) = $0.body { bytes } else { nil }
+                }), as: UTF8.self)
         #expect(sent.contains("<Part><PartNumber>1</PartNumber><ETag>\"p1\"</ETag></Part>"))
     }
 
@@ -309,7 +314,9 @@ struct AddressingTests {
         #expect(try custom.address(bucket: "b", key: nil).path == "/b")
     }
 
-    @Test("Region and endpoint resolve as the SDKs do: option, then AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS_REGION, AWS_DEFAULT_REGION")
+    @Test(
+        "Region and endpoint resolve as the SDKs do: option, then AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS_REGION, AWS_DEFAULT_REGION"
+    )
     func resolution() throws {
         let environment = [
             "AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "us-west-2",
@@ -318,10 +325,13 @@ struct AddressingTests {
         var configuration = try S3Configuration.resolve(environment: environment)
         #expect(configuration.region == "eu-central-1")
         #expect(configuration.endpoint == "http://127.0.0.1:2")
-        configuration = try S3Configuration.resolve(environment: ["AWS_DEFAULT_REGION": "us-west-2", "AWS_ENDPOINT_URL": "http://127.0.0.1:1"])
+        configuration = try S3Configuration.resolve(environment: [
+            "AWS_DEFAULT_REGION": "us-west-2", "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+        ])
         #expect(configuration.region == "us-west-2")
         #expect(configuration.endpoint == "http://127.0.0.1:1")
-        configuration = try S3Configuration.resolve(region: "ap-south-1", endpoint: "http://localhost:3", environment: environment)
+        configuration = try S3Configuration.resolve(
+            region: "ap-south-1", endpoint: "http://localhost:3", environment: environment)
         #expect(configuration.region == "ap-south-1")
         #expect(configuration.endpoint == "http://localhost:3")
         let missing = try #require(throws: S3Error.self) { try S3Configuration.resolve(environment: [:]) }

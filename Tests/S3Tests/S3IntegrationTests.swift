@@ -68,15 +68,20 @@ struct S3IntegrationTests {
         let large = seededBytes(3 << 20, seed: 1)
         let path = try temporaryFile(large)
         defer { try? FileManager.default.removeItem(atPath: path) }
-        var filePut = PutObjectRequest(bucket: bucket, key: "dir/large.bin", body: .file(path: path, offset: 0, length: Int64(large.count)))
+        var filePut = PutObjectRequest(
+            bucket: bucket, key: "dir/large.bin", body: .file(path: path, offset: 0, length: Int64(large.count)))
         filePut.checksums = BodyChecksums(crc32c: CRC32C.checksum(large))
         try await client.putObject(filePut)
         // A range of a file: only those bytes are sent.
-        var rangePut = PutObjectRequest(bucket: bucket, key: "dir/range.bin", body: .file(path: path, offset: 1000, length: 5000))
+        var rangePut = PutObjectRequest(
+            bucket: bucket, key: "dir/range.bin", body: .file(path: path, offset: 1000, length: 5000))
         rangePut.contentType = "application/octet-stream"
         try await client.putObject(rangePut)
 
-        #expect(try await client.getObjectTagging(bucket: bucket, key: "dir/small.txt") == ["team": "data", "kind": "small"])
+        #expect(
+            try await client.getObjectTagging(bucket: bucket, key: "dir/small.txt") == [
+                "team": "data", "kind": "small",
+            ])
         var encrypted = PutObjectRequest(bucket: bucket, key: "dir/encrypted", body: .bytes(small))
         encrypted.serverSideEncryption = .aes256
         encrypted.storageClass = "STANDARD_IA"
@@ -97,13 +102,15 @@ struct S3IntegrationTests {
         defer { try? FileManager.default.removeItem(atPath: downloaded) }
         try await client.getObject(bucket: bucket, key: "dir/large.bin", to: downloaded)
         #expect(try Array(Data(contentsOf: URL(fileURLWithPath: downloaded))) == large)
-        #expect(try await client.getObjectBytes(bucket: bucket, key: "dir/range.bin").bytes == Array(large[1000..<6000]))
+        #expect(
+            try await client.getObjectBytes(bucket: bucket, key: "dir/range.bin").bytes == Array(large[1000..<6000]))
         try await client.getObject(bucket: bucket, key: "dir/large.bin", range: 10...19, to: downloaded)
         #expect(try Array(Data(contentsOf: URL(fileURLWithPath: downloaded))) == Array(large[10...19]))
 
         // Listing, paginated two keys at a time.
         for index in 0..<5 {
-            try await client.putObject(PutObjectRequest(bucket: bucket, key: "list/\(index)", body: .bytes([UInt8(index)])))
+            try await client.putObject(
+                PutObjectRequest(bucket: bucket, key: "list/\(index)", body: .bytes([UInt8(index)])))
         }
         let firstPage = try await client.listObjectsV2(bucket: bucket, prefix: "list/", maxKeys: 2)
         #expect(firstPage.objects.count == 2)
@@ -165,7 +172,9 @@ struct S3IntegrationTests {
         let client = localClient(server)
         let bucket = try await freshBucket(client)
         var put = PutObjectRequest(bucket: bucket, key: "meta", body: .bytes([1]))
-        put.metadata = ["url": "https://example.com/naïve?q=日本", "plain": "ascii only", "sha256": String(repeating: "a", count: 64)]
+        put.metadata = [
+            "url": "https://example.com/naïve?q=日本", "plain": "ascii only", "sha256": String(repeating: "a", count: 64),
+        ]
         try await client.putObject(put)
         let head = try await client.headObject(bucket: bucket, key: "meta")
         #expect(head.metadata["url"] == "https://example.com/naïve?q=日本")
@@ -219,7 +228,8 @@ struct S3IntegrationTests {
                 let (offset, length) = range(number)
                 try await first.uploadPart(
                     bucket: bucket, key: "big/object.bin", uploadID: uploadID, partNumber: number,
-                    body: .file(path: path, offset: offset, length: length), checksums: BodyChecksums(crc32c: crc(number)))
+                    body: .file(path: path, offset: offset, length: length),
+                    checksums: BodyChecksums(crc32c: crc(number)))
             }
             let uploads = try await first.listAllMultipartUploads(bucket: bucket)
             #expect(uploads.map(\.uploadID) == [uploadID])
@@ -245,7 +255,8 @@ struct S3IntegrationTests {
         #expect(try await second.listAllMultipartUploads(bucket: bucket).isEmpty)
 
         // Abort: a second upload of another key, aborted, leaves nothing.
-        let abandoned = try await second.createMultipartUpload(CreateMultipartUploadRequest(bucket: bucket, key: "gone"))
+        let abandoned = try await second.createMultipartUpload(
+            CreateMultipartUploadRequest(bucket: bucket, key: "gone"))
         try await second.abortMultipartUpload(bucket: bucket, key: "gone", uploadID: abandoned)
         #expect(try await second.listAllMultipartUploads(bucket: bucket).isEmpty)
         let noUpload = try await #require(throws: S3Error.self) {
