@@ -313,8 +313,11 @@ final class CurlEasy: @unchecked Sendable {
 
     /// Bodies of at least this many bytes are sent through a larger upload buffer.
     static let largeBodyBytes: Int64 = 1 << 20
-    /// The upload buffer for large bodies (libcurl allows up to 2 MiB; 512 KiB to 2 MiB measured the same).
-    static let largeBodyUploadBufferBytes = 1 << 20
+    /// The upload buffer for large bodies. Small enough to stay in the CPU's second-level cache between the read
+    /// that fills it and the copy into the socket that empties it (1 MiB did not, on a 1 MiB L2: 5% more CPU per GiB
+    /// sent, and 18 MiB more resident with eight transfers); large enough that a read, a `send()` and a `poll()` per
+    /// buffer cost little next to the bytes (64 KiB, libcurl's default, cost more).
+    static let largeBodyUploadBufferBytes = 256 << 10
 
     var errorMessage: String {
         String(decoding: errorBuffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)

@@ -185,6 +185,21 @@ final class SQLiteConnection {
         }
     }
 
+    /// Runs `body` in a transaction whose COMMIT does not wait for the WAL to reach the disk (`synchronous =
+    /// NORMAL` for this one transaction; the connection's setting is put back after it).
+    ///
+    /// Only for rows that are hints, rebuilt from elsewhere when lost. Such a commit survives the process being
+    /// killed (its WAL frames are written before COMMIT returns; only the fsync is skipped), and any later fsynced
+    /// commit makes it durable too, because the WAL is one sequence; only a power loss or kernel crash before then
+    /// can undo it, and then it is undone whole.
+    func transactionWithoutSync<T>(_ body: () throws -> T) throws -> T {
+        try execute("PRAGMA synchronous = NORMAL")
+        let result = Result { try transaction(body) }
+        // Every other commit on this connection relies on FULL: a failure to put it back is an error, not a log line.
+        try execute("PRAGMA synchronous = FULL")
+        return try result.get()
+    }
+
     /// Runs `body` inside a savepoint: a throw undoes only what `body` did, the enclosing transaction goes on.
     func savepoint<T>(_ body: () throws -> T) throws -> T {
         try execute("SAVEPOINT item")

@@ -241,7 +241,11 @@ extension SpoolStore {
     ///
     /// - Throws: `SpoolError.leaseLost`.
     public func recordPart(id: Int64, token: Int64, part: PartRecord) async throws {
-        _ = try await guardedWrite(id: id, token: token, what: "record part \(part.partNumber)") { connection, _ in
+        // Not fsynced: a part record is a hint. A lost one (power loss before the next fsynced commit) only means the
+        // next attempt finds the part with ListParts and reads its CRC32C from the file again.
+        _ = try await guardedWrite(
+            id: id, token: token, what: "record part \(part.partNumber)", synced: false
+        ) { connection, _ in
             try connection.execute(
                 """
                 INSERT OR REPLACE INTO resource_parts (resource_id, upload_id, part_number, size, etag, checksum_crc32c,
@@ -581,13 +585,14 @@ extension SpoolStore {
             [.integer(now), .text(outcome), .text(uploadID)])
     }
 
-    /// Runs `body` in a transaction only while the claim's fencing token still matches.
+    /// Runs `body` in a transaction only while the claim's fencing token still matches; without waiting for the
+    /// disk when `synced` is false (rows that are hints: ``SQLiteConnection/transactionWithoutSync(_:)``).
     private func guardedWrite<T: Sendable>(
-        id: Int64, token: Int64, what: String,
+        id: Int64, token: Int64, what: String, synced: Bool = true,
         _ body: @escaping @Sendable (SQLiteConnection, ResourceRecord) throws -> T
     ) async throws -> T {
         try await database.run { connection in
-            try connection.transaction {
+            func guarded() throws -> T {
                 guard let resource = try ResourceRows.fetch(connection, id: id), resource.fencingToken == token,
                     resource.state == .uploading
                 else {
@@ -598,6 +603,7 @@ extension SpoolStore {
                 }
                 return try body(connection, resource)
             }
+            return try synced ? connection.transaction(guarded) : connection.transactionWithoutSync(guarded)
         }
     }
 }
