@@ -99,7 +99,7 @@ final class PayloadFile: @unchecked Sendable {
 
     /// Removes the file wherever it is now (tmp/ or data/). Used when a write fails or its commit does.
     func discard() async {
-        await BlockingIO.runIgnoringErrors { [self] in
+        await BlockingIO.value { [self] in
             unlink(path)
             if descriptor >= 0 {
                 close(descriptor)
@@ -248,12 +248,9 @@ package enum BlockingIO {
         try await queue.run(body)
     }
 
-    static func value<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        await queue.value(body)
-    }
-
-    /// Runs `body` on a thread of its own and waits for it.
-    package static func runIgnoringErrors(_ body: @escaping @Sendable () -> Void) async {
+    /// Runs `body`, which cannot fail, on a thread of its own and returns its result (or just waits for it).
+    @discardableResult
+    package static func value<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         await queue.value(body)
     }
 }

@@ -151,7 +151,7 @@ package final class ScratchFile: @unchecked Sendable {
 
     /// Deletes the file and closes it. Removing twice does nothing.
     package func remove() async {
-        await BlockingIO.runIgnoringErrors { [self] in
+        await BlockingIO.value { [self] in
             guard !removed else { return }
             removed = true
             unlink(path)

@@ -327,7 +327,7 @@ extension SpoolStore {
         }
         if let fileToRemove {
             // After the commit: a crash here leaves an orphan file, which the orphan sweep removes.
-            await BlockingIO.runIgnoringErrors { unlink(root + "/" + fileToRemove) }
+            await BlockingIO.value { unlink(root + "/" + fileToRemove) }
         }
     }
 
@@ -574,7 +574,7 @@ extension SpoolStore {
     /// Removes payload files (relative to the spool directory).
     public func removePayloadFiles(_ paths: [String]) async {
         let root = layout.root
-        await BlockingIO.runIgnoringErrors {
+        await BlockingIO.value {
             for path in paths where path.hasPrefix("data/") && !path.contains("..") { unlink(root + "/" + path) }
         }
     }

@@ -805,7 +805,7 @@ extension SpoolStore {
         }
         if !files.isEmpty {
             // After the commit: a crash in between leaves orphan files, which `verify --fix` and the drainer remove.
-            await BlockingIO.runIgnoringErrors {
+            await BlockingIO.value {
                 for path in files where path.hasPrefix("data/") && !path.contains("..") { unlink(root + "/" + path) }
             }
         }
@@ -875,7 +875,7 @@ extension SpoolStore {
             total.payloads += count
             total.bytes += bytes
             if !files.isEmpty {
-                await BlockingIO.runIgnoringErrors {
+                await BlockingIO.value {
                     for path in files where path.hasPrefix("data/") && !path.contains("..") {
                         unlink(root + "/" + path)
                     }
@@ -1145,7 +1145,7 @@ extension SpoolStore {
         }
         guard let outcome else { return nil }
         if let file = outcome.file, file.hasPrefix("data/"), !file.contains("..") {
-            await BlockingIO.runIgnoringErrors { unlink(root + "/" + file) }
+            await BlockingIO.value { unlink(root + "/" + file) }
         }
         return (outcome.fix, outcome.fixed)
     }
